@@ -1,0 +1,183 @@
+"""The logit lens and the alignment metrics, computed in memory-bounded chunks.
+
+lens_l(t) = softcap(W_U @ final_norm(h_l[t]) + b), with the model's own final
+norm, unembedding and softcap. The lens never materialises a
+``(layers, positions, vocabulary)`` tensor: rows of the flattened stream are
+decoded a chunk at a time and only the numbers the metrics need are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rshift.adapters import Adapter
+
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+TOP_K = 5
+
+LENS_METRICS = (
+    "logprob_current",
+    "logprob_next",
+    "rank_current",
+    "rank_next",
+    "prob_current",
+    "prob_next",
+    "entropy",
+)
+GEOMETRY_METRICS = (
+    "cosine_current",
+    "cosine_next",
+    "projection_current",
+    "projection_next",
+    "projection_normed_current",
+    "projection_normed_next",
+)
+
+
+@dataclass
+class LensResult:
+    """Alignment metrics of one stream.
+
+    Attributes:
+        metrics: name -> ``(layers, positions)`` float64 array. Metrics about the
+            next token are NaN at the last position, where there is none.
+        top_ids: ``(layers, positions, k)`` token ids of the top lens predictions.
+        top_probs: ``(layers, positions, k)`` their probabilities.
+        resid_norm: ``(layers, positions)`` L2 norm of each residual state.
+    """
+
+    metrics: dict[str, np.ndarray]
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+    resid_norm: np.ndarray
+
+
+def lens_logits(adapter: Adapter, hidden: torch.Tensor) -> torch.Tensor:
+    """Decode residual states ``(..., hidden)`` to float32 logits ``(..., vocab)``."""
+    normed = adapter.final_norm(hidden)
+    weight = adapter.unembedding_weight
+    logits = F.linear(normed.to(weight.device, weight.dtype), weight, adapter.unembedding_bias)
+    logits = logits.float()
+    if adapter.softcap:
+        logits = torch.tanh(logits / adapter.softcap) * adapter.softcap
+    return logits
+
+
+def chunk_rows(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Return how many lens rows fit in ``chunk_bytes`` of float32 logits (at least 1)."""
+    return max(1, chunk_bytes // (4 * vocab_size))
+
+
+@torch.inference_mode()
+def compute_lens(
+    adapter: Adapter,
+    resid: torch.Tensor,
+    token_ids: torch.Tensor,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    top_k: int = TOP_K,
+) -> LensResult:
+    """Compute every lens and geometry metric for a stream.
+
+    Args:
+        adapter: the model's adapter.
+        resid: ``(layers, positions, hidden)`` residual stream.
+        token_ids: ``(positions,)`` the tokens of the text.
+        chunk_bytes: memory budget for one chunk of float32 logits.
+        top_k: how many top lens predictions to keep per state.
+    """
+    layers, positions, hidden_size = resid.shape
+    device = adapter.unembedding_weight.device
+    ids = token_ids.to(device)
+    # The next token of the last position does not exist; a placeholder id
+    # keeps shapes regular and its metrics are masked to NaN afterwards.
+    next_ids = torch.cat([ids[1:], ids[-1:]])
+
+    flat = resid.reshape(layers * positions, hidden_size)
+    current = ids.repeat(layers)
+    following = next_ids.repeat(layers)
+    rows = chunk_rows(adapter.vocab_size, chunk_bytes)
+    parts = [
+        _lens_chunk(
+            adapter, flat[i : i + rows], current[i : i + rows], following[i : i + rows], top_k
+        )
+        for i in range(0, flat.shape[0], rows)
+    ]
+    merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    metrics = {name: _as_grid(merged[name], layers, positions) for name in LENS_METRICS}
+    metrics.update(_geometry(adapter, flat, current, following, layers, positions))
+    for name, values in metrics.items():
+        if name.endswith("_next"):
+            values[:, -1] = np.nan
+
+    return LensResult(
+        metrics=metrics,
+        top_ids=merged["top_ids"].reshape(layers, positions, -1).cpu().numpy(),
+        top_probs=merged["top_probs"].reshape(layers, positions, -1).double().cpu().numpy(),
+        resid_norm=_as_grid(flat.float().norm(dim=-1), layers, positions),
+    )
+
+
+def _lens_chunk(adapter, hidden, current, following, top_k) -> dict[str, torch.Tensor]:
+    logits = lens_logits(adapter, hidden)
+    log_norm = torch.logsumexp(logits, dim=-1)
+    current_logit = logits.gather(1, current[:, None])
+    next_logit = logits.gather(1, following[:, None])
+
+    probs = torch.exp(logits - log_norm[:, None])
+    entropy = log_norm - (probs * logits).sum(dim=-1)
+    top_logits, top_ids = logits.topk(top_k, dim=-1)
+
+    logprob_current = current_logit[:, 0] - log_norm
+    logprob_next = next_logit[:, 0] - log_norm
+    return {
+        "logprob_current": logprob_current,
+        "logprob_next": logprob_next,
+        "rank_current": (logits > current_logit).sum(dim=-1),
+        "rank_next": (logits > next_logit).sum(dim=-1),
+        "prob_current": logprob_current.exp(),
+        "prob_next": logprob_next.exp(),
+        "entropy": entropy,
+        "top_ids": top_ids,
+        "top_probs": torch.exp(top_logits - log_norm[:, None]),
+    }
+
+
+def _geometry(adapter, flat, current, following, layers, positions) -> dict[str, np.ndarray]:
+    """Cosines and projections of each state onto the unscaled embedding rows."""
+    embedding = adapter.input_embedding.weight
+    states = flat.to(embedding.device).float()
+    normed = adapter.final_norm(flat).to(embedding.device).float()
+    grids = {}
+    for suffix, ids in (("current", current), ("next", following)):
+        rows = embedding[ids.to(embedding.device)].float()
+        unit = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        grids[f"cosine_{suffix}"] = F.cosine_similarity(states, rows, dim=-1, eps=1e-12)
+        grids[f"projection_{suffix}"] = (states * unit).sum(dim=-1)
+        grids[f"projection_normed_{suffix}"] = (normed * unit).sum(dim=-1)
+    return {name: _as_grid(values, layers, positions) for name, values in grids.items()}
+
+
+def _as_grid(values: torch.Tensor, layers: int, positions: int) -> np.ndarray:
+    return values.reshape(layers, positions).double().cpu().numpy()
+
+
+def token_nll(lens: LensResult) -> np.ndarray:
+    """Return the final layer's negative log-likelihood of x[t+1] at t = 0..T-2, ``(positions-1,)``."""
+    return -lens.metrics["logprob_next"][-1, :-1]
+
+
+def perplexity(nll: np.ndarray) -> float | None:
+    """Return exp(mean NLL), inf when it overflows, or None with no predicted token."""
+    if nll.size == 0:
+        return None
+    mean = float(np.mean(nll))
+    if math.isnan(mean):
+        return math.inf
+    return math.exp(mean) if mean < 700 else math.inf

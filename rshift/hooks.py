@@ -45,7 +45,7 @@ class HookSet:
         return threading.get_ident() == self._owner
 
     def pre(self, module: nn.Module, hook: Callable[[tuple, dict], Any]) -> None:
-        """Add ``hook(args, kwargs)`` before ``module`` runs; a non-None result replaces the args."""
+        """Add ``hook(args, kwargs)`` before ``module`` runs; a non-None result replaces args."""
 
         def guarded(_module, args, kwargs):
             if self._mine():
@@ -55,7 +55,7 @@ class HookSet:
         self._handles.append(module.register_forward_pre_hook(guarded, with_kwargs=True))
 
     def post(self, module: nn.Module, hook: Callable[[tuple, dict, Any], Any]) -> None:
-        """Add ``hook(args, kwargs, output)`` after ``module`` runs; non-None replaces the output."""
+        """Add ``hook(args, kwargs, output)`` after ``module`` runs; non-None replaces output."""
 
         def guarded(_module, args, kwargs, output):
             if self._mine():

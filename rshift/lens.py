@@ -169,7 +169,7 @@ def _as_grid(values: torch.Tensor, layers: int, positions: int) -> np.ndarray:
 
 
 def token_nll(lens: LensResult) -> np.ndarray:
-    """Return the final layer's negative log-likelihood of x[t+1] at t = 0..T-2, ``(positions-1,)``."""
+    """Return the final-layer NLL of x[t+1] at t = 0..T-2, shape ``(positions - 1,)``."""
     return -lens.metrics["logprob_next"][-1, :-1]
 
 

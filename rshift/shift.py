@@ -24,7 +24,7 @@ def shift_layers(logprob_current: np.ndarray, logprob_next: np.ndarray) -> np.nd
         logprob_next: ``(layers, positions)``, NaN at the last position.
     """
     aligned = output_aligned(logprob_current, logprob_next)
-    layers, positions = aligned.shape
+    positions = aligned.shape[1]
     result = np.full(positions, np.nan)
     # Walk from the deepest layer up while the condition keeps holding.
     suffix_holds = np.flip(np.logical_and.accumulate(np.flip(aligned, axis=0), axis=0), axis=0)

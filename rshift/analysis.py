@@ -6,9 +6,18 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from rshift.attenuation import Attenuation
-from rshift.lens import DEFAULT_CHUNK_BYTES, LensResult, compute_lens, perplexity, token_nll
+from rshift.lens import (
+    DEFAULT_CHUNK_BYTES,
+    TOP_K,
+    LensResult,
+    compute_lens,
+    lens_logits,
+    perplexity,
+    token_nll,
+)
 from rshift.models import LoadedModel
 from rshift.shift import aligned_fraction, median_shift, shift_layers, sink_positions
 from rshift.stream import Stream, capture_stream, recompute_from
@@ -114,6 +123,40 @@ def analyze_text(
     return LiveAnalysis(lm, text, max_tokens=max_tokens, chunk_bytes=chunk_bytes).run(attenuation)
 
 
+@dataclass(frozen=True)
+class FinalPrediction:
+    """The model's own output (the final layer only): the cheap part of a slider update.
+
+    Attributes:
+        nll: ``(positions - 1,)`` negative log-likelihood of each next token.
+        perplexity: exp(mean nll); None for a single token; inf when diverged.
+        top_ids, top_probs: ``(positions, k)`` top next-token predictions.
+    """
+
+    nll: np.ndarray
+    perplexity: float | None
+    top_ids: np.ndarray
+    top_probs: np.ndarray
+
+
+@torch.inference_mode()
+def final_prediction(
+    lm: LoadedModel, final_state: torch.Tensor, token_ids: torch.Tensor, top_k: int = TOP_K
+) -> FinalPrediction:
+    """Decode h_N ``(positions, hidden)`` into per-token NLL, perplexity and top-k."""
+    logprobs = torch.log_softmax(lens_logits(lm.adapter, final_state), dim=-1)
+    targets = token_ids[1:].to(logprobs.device)
+    nll = -logprobs[:-1].gather(1, targets[:, None])[:, 0]
+    top_logprobs, top_ids = logprobs.topk(top_k, dim=-1)
+    nll_array = nll.double().cpu().numpy()
+    return FinalPrediction(
+        nll=nll_array,
+        perplexity=perplexity(nll_array),
+        top_ids=top_ids.cpu().numpy(),
+        top_probs=top_logprobs.exp().double().cpu().numpy(),
+    )
+
+
 class LiveAnalysis:
     """Keeps one text's unmodified stream so interventions recompute only blocks L..N.
 
@@ -154,6 +197,18 @@ class LiveAnalysis:
             self.lm.adapter, stream.resid[start:], self.text.ids, chunk_bytes=self.chunk_bytes
         )
         return self._finish(stream, _splice(self.baseline.lens, tail, start), attenuation)
+
+    def final(self, attenuation: Attenuation | None) -> FinalPrediction:
+        """Return only the final-layer predictions under ``attenuation``.
+
+        This reruns blocks L..N but decodes a single lens row per position,
+        so it is what a slider should call first.
+        """
+        if attenuation is None or attenuation.is_identity:
+            return final_prediction(self.lm, self.stream.resid[-1], self.text.ids)
+        attenuation.validate(self.lm.adapter.num_layers)
+        stream = recompute_from(self.lm, self.stream, attenuation.layer, attenuation)
+        return final_prediction(self.lm, stream.resid[-1], self.text.ids)
 
     def _finish(
         self, stream: Stream, lens: LensResult, attenuation: Attenuation | None

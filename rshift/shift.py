@@ -28,7 +28,8 @@ def shift_layers(logprob_current: np.ndarray, logprob_next: np.ndarray) -> np.nd
     result = np.full(positions, np.nan)
     # Walk from the deepest layer up while the condition keeps holding.
     suffix_holds = np.flip(np.logical_and.accumulate(np.flip(aligned, axis=0), axis=0), axis=0)
-    for t in range(positions):
+    # The last position has no next token, whatever the caller passed there.
+    for t in range(positions - 1):
         holding = np.flatnonzero(suffix_holds[:, t])
         if holding.size:
             result[t] = holding[0]

@@ -1,0 +1,7 @@
+"""Entry point for ``python -m rshift``."""
+
+import sys
+
+from rshift.cli import main
+
+sys.exit(main())

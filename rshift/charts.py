@@ -2,8 +2,9 @@
 
 Every builder takes an ``Analysis``, numpy arrays, pandas frames or plain
 values and returns an Altair chart; nothing here runs a model. Data travels
-inline (``alt.InlineData``), so a chart of any size converts without hitting
-Altair's row limit and without touching its global data transformer.
+inline as plain ``{"values": [...]}`` dicts, so a chart of any size converts
+without hitting Altair's row limit and without touching its global data
+transformer.
 
 Heatmaps put layers on the y-axis (0 = embeddings, at the bottom) and
 positions on the x-axis. x is the position index, so a token that repeats

@@ -1,14 +1,14 @@
 """Altair chart builders: data in, chart out.
 
 Every builder takes an ``Analysis``, numpy arrays, pandas frames or plain
-values and returns an Altair chart; nothing here runs a model. Data travels
+values and returns an Altair chart. Nothing here runs a model. Data travels
 inline as plain ``{"values": [...]}`` dicts, so a chart of any size converts
 without hitting Altair's row limit and without touching its global data
 transformer.
 
 Heatmaps put layers on the y-axis (0 = embeddings, at the bottom) and
 positions on the x-axis. x is the position index, so a token that repeats
-keeps a column of its own; the axis shows token labels through a label
+keeps a column of its own. The axis shows token labels through a label
 expression that looks the index up.
 """
 
@@ -124,17 +124,17 @@ def _top_text(lens, tokenizer, top_labels) -> np.ndarray:
 def _metric(analysis, name: str) -> np.ndarray:
     metrics = analysis.lens.metrics
     if name not in metrics:
-        raise KeyError(f"Unknown metric {name!r}; available: {', '.join(sorted(metrics))}.")
+        raise KeyError(f"Unknown metric {name!r}. Available metrics: {', '.join(sorted(metrics))}.")
     return np.asarray(metrics[name], dtype=float)
 
 
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
-        raise ValueError(f"Unknown metric family {family!r}; choose one of {', '.join(FAMILIES)}.")
+        raise ValueError(f"Unknown metric family {family!r}. Choose one of {', '.join(FAMILIES)}.")
 
 
 def _inline(frame: pd.DataFrame) -> dict:
-    """Return ``frame`` as inline Vega-Lite data; NaN and inf become null.
+    """Return ``frame`` as inline Vega-Lite data, with NaN and inf as null.
 
     A plain ``{"values": ...}`` dict passes neither Altair's row limit (which
     applies to data frames) nor its per-object schema validation, which takes
@@ -172,7 +172,7 @@ def symmetric_domain(
 
 
 def _colour_scale(family: str, domain: list[float]) -> alt.Scale:
-    # Rank 0 (top-1) is the strongest alignment; symlog keeps 0 on the scale.
+    # Rank 0 (top-1) is the strongest alignment, and a symlog scale, unlike log, includes 0.
     if family == "rank":
         return alt.Scale(type="symlog", domain=domain, clamp=True, scheme=SEQUENTIAL, reverse=True)
     return alt.Scale(type="linear", domain=domain, clamp=True, scheme=SEQUENTIAL)
@@ -231,7 +231,7 @@ class Grid:
 def position_x(labels: Sequence[str], field: str = "position", title: str = "token") -> alt.X:
     """Return an ordinal x encoding of position indices shown as token labels.
 
-    ``field`` holds indices into ``labels``; repeated labels stay separate columns.
+    ``field`` contains indices into ``labels``, so repeated labels stay separate columns.
     """
     lookup = json.dumps(list(labels))
     axis = alt.Axis(
@@ -263,7 +263,7 @@ def _tooltip(fields: Sequence[tuple[str, str]], number: str) -> list[alt.Tooltip
     return [*cells, *values, alt.Tooltip("top5:N", title="lens top-5")]
 
 
-def shift_layer(analysis, grid: Grid) -> alt.Chart:
+def shift_points(analysis, grid: Grid) -> alt.Chart:
     """Return points at each position's shift layer, to draw over a heatmap."""
     shift = np.asarray(analysis.shift, dtype=float)
     defined = np.flatnonzero(np.isfinite(shift))
@@ -307,15 +307,15 @@ def alignment_heatmaps(
     """Return input alignment, output alignment and their difference, stacked.
 
     The first two maps share one colour domain, clipped at ``percentiles`` of
-    their values over the positions not in ``exclude``; the difference (next
+    their values over the positions not in ``exclude``. The difference (next
     minus current) has its own symmetric diverging domain. Rank uses a symlog
     scale, so rank 0 (top-1) is on it.
 
     Args:
         analysis: an ``Analysis`` with ``(layers, positions)`` metrics.
         family: one of ``FAMILIES``.
-        exclude: positions (first token, sinks) left out of the colour ranges;
-            they are still drawn, clamped to the range.
+        exclude: positions (first token, sinks) left out of the colour ranges.
+            They are still drawn, clamped to the range.
         show_shift: draw each position's shift layer over the maps.
     """
     frame = alignment_frame(
@@ -338,7 +338,7 @@ def alignment_heatmaps(
         ),
     ]
     if show_shift:
-        maps = [alt.layer(chart, shift_layer(analysis, grid)) for chart in maps]
+        maps = [alt.layer(chart, shift_points(analysis, grid)) for chart in maps]
     return alt.vconcat(*maps, data=_inline(frame)).resolve_scale(color="independent")
 
 
@@ -377,7 +377,9 @@ def difference_heatmap(
 
 def _check_same_text(base, other) -> None:
     if list(base.text.labels) != list(other.text.labels):
-        raise ValueError("The two analyses cover different texts; compare the same text.")
+        raise ValueError(
+            "The two analyses cover different texts. Compare two analyses of the same text."
+        )
 
 
 def _attenuation_note(analysis, frame: pd.DataFrame) -> list[str]:
@@ -400,7 +402,7 @@ def aligned_fraction_chart(analysis, exclude: Sequence[int] = ()) -> alt.LayerCh
     """Return the fraction of output-aligned positions per layer, with the median shift.
 
     Args:
-        analysis: an ``Analysis``; ``analysis.aligned_fraction`` gives ``(layers,)``.
+        analysis: an ``Analysis``, whose ``aligned_fraction`` returns ``(layers,)``.
         exclude: positions left out of the fraction and the median.
     """
     fraction = analysis.aligned_fraction(list(exclude))
@@ -442,7 +444,7 @@ def loss_change_chart(
 
     Args:
         base_nll, other_nll: ``(positions - 1,)`` loss of predicting token t+1 at t.
-        labels: token labels of the text, ``(positions,)``; each bar sits on the
+        labels: token labels of the text, ``(positions,)``. Each bar sits on the
             token being predicted. Labels of the predicted tokens only,
             ``(positions - 1,)``, are accepted too.
 
@@ -489,7 +491,9 @@ def _target_labels(labels: Sequence[str], count: int) -> list[str]:
         return labels[1:]
     if len(labels) == count:
         return labels
-    raise ValueError(f"Expected {count + 1} token labels (or {count}), got {len(labels)}.")
+    raise ValueError(
+        f"Invalid labels: expected {count + 1} token labels (or {count}), got {len(labels)}."
+    )
 
 
 # ---------------------------------------------------------------- attenuation landscape
@@ -508,8 +512,8 @@ def landscape_chart(
     Args:
         layers: attenuated blocks (1..N), the grid's rows.
         alphas: strengths, the grid's columns.
-        perplexity_grid: ``(len(layers), len(alphas))``; inf, NaN or None
-            mark a diverged setting and show as grey "diverged" cells.
+        perplexity_grid: ``(len(layers), len(alphas))``. An inf, NaN or None
+            marks a diverged setting, shown as a grey "diverged" cell.
         current: (block, alpha) to outline; snapped to the nearest grid cell.
         baseline: the unmodified model's perplexity, shown in the subtitle.
     """
@@ -596,7 +600,7 @@ def corpus_chart(aggregate) -> alt.LayerChart:
     """Return the mean output-aligned fraction vs relative depth with its 95% band.
 
     Args:
-        aggregate: a ``CorpusAggregate``; its arrays are ``(points,)``.
+        aggregate: a ``CorpusAggregate`` with ``(points,)`` arrays.
     """
     frame = pd.DataFrame(
         {
@@ -709,7 +713,10 @@ def loss_curve_chart(
 def _series(steps, losses, split: str) -> pd.DataFrame:
     steps, losses = np.asarray(steps), np.asarray(losses, dtype=float)
     if steps.shape != losses.shape:
-        raise ValueError(f"{split}: {steps.shape[0]} steps but {losses.shape[0]} losses.")
+        raise ValueError(
+            f"Invalid {split} loss curve: {steps.shape[0]} steps but {losses.shape[0]} losses. "
+            "Give one loss per step."
+        )
     return pd.DataFrame({"step": steps, "loss": losses, "split": split})
 
 

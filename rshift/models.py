@@ -283,8 +283,15 @@ def check_causal_lm(config) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     model_type = getattr(config, "model_type", None)
-    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        architectures = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
+    declared = list(getattr(config, "architectures", None) or [])
+    # Encoders such as BERT appear in the causal mapping as optional decoders, so
+    # a folder saved from an encoder is recognised by the class it declares.
+    causal_classes = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    declares_other = bool(declared) and not any(
+        name in causal_classes or name.endswith(("ForCausalLM", "LMHeadModel")) for name in declared
+    )
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or declares_other:
+        architectures = ", ".join(declared) or "unknown"
         raise ModelLoadError(
             f"Model type {model_type!r} (architectures: {architectures}) is not a causal "
             "language model. rshift needs a decoder-only model such as Llama, Gemma 3 or GPT-2."

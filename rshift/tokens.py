@@ -82,6 +82,12 @@ def token_labels(tokenizer, ids: list[int]) -> list[str]:
     labels = []
     pending = b""
     for token_id, token in zip(ids, tokens, strict=True):
+        if token is None:
+            # Ids past the tokenizer's vocabulary occur when the embedding
+            # matrix is padded; the lens can still rank them.
+            labels.append(f"[{token_id}]")
+            pending = b""
+            continue
         if token_id in special:
             labels.append(token)
             pending = b""

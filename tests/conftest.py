@@ -16,6 +16,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Selenium would otherwise send usage statistics and look up driver downloads.
+os.environ.setdefault("SE_AVOID_STATS", "true")
 
 TINY_VOCAB = 331
 CORPUS = [

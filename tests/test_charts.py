@@ -24,7 +24,7 @@ LABELS = ["The", "␣cat", "␣sat", "␣on", "␣the", "␣cat"]
 
 
 def fake_analysis(layers=4, labels=LABELS, seed=0, attenuation=None) -> Analysis:
-    """Return an Analysis of random metrics; ranks are integers from 0, NaN at the last next."""
+    """Return an Analysis of random metrics, integer ranks from 0 and NaN at the last next."""
     rng = np.random.default_rng(seed)
     positions = len(labels)
     metrics = {}
@@ -115,7 +115,7 @@ def test_frame_excluded():
 
 
 def test_unknown_metric():
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(KeyError, match="Available metrics"):
         charts.heatmap_frame(fake_analysis(), "nonsense")
 
 
@@ -450,7 +450,7 @@ def test_loss_curve_splits():
 
 
 def test_loss_curve_lengths():
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match="one loss per step"):
         charts.loss_curve_chart([0, 1], [3.0])
 
 
@@ -474,3 +474,14 @@ def test_talk_copy():
     chart = charts.gate_chart([1.0, 0.5])
     charts.apply_talk_theme(chart)
     assert "axis" not in chart.to_dict()["config"]
+
+
+def test_single_token():
+    analysis = fake_analysis(labels=["only"])
+    unit = maps(charts.alignment_heatmaps(analysis, "logprob").to_dict())[0]
+    assert np.isfinite(colour_scale(unit)["domain"]).all()
+    assert charts.aligned_fraction_chart(analysis).to_dict()
+
+
+def test_single_token_loss():
+    assert charts.loss_change_chart([], [], ["only"]).to_dict()

@@ -10,14 +10,14 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_TEXT
-from reference import METRICS, reference
 
 from rshift.analysis import LiveAnalysis, analyze_text
 from rshift.attenuation import Attenuation
 from rshift.lens import lens_logits
 from rshift.stream import capture_stream
 from rshift.tokens import EmptyTextError, tokenize
+from tests.conftest import SAMPLE_TEXT
+from tests.reference import METRICS, reference
 
 LOGPROB_TOL = 1e-4
 COSINE_TOL = 1e-5

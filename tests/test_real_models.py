@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference import reference
 
 from rshift.analysis import analyze_text
 from rshift.intervention import greedy_continuation
 from rshift.tokens import tokenize
+from tests.reference import reference
 
 LOGPROB_TOL = 2e-3
 COSINE_TOL = 2e-3

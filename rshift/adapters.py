@@ -87,18 +87,28 @@ def adapter_for(model: nn.Module) -> Adapter:
         UnsupportedArchitectureError: for an architecture outside the Llama,
             Gemma 3 and GPT-2 families, naming it.
     """
-    config = model.config
-    model_type = getattr(config, "model_type", "")
+    model_type = check_model_type(model.config)
     if model_type in LLAMA_TYPES:
         return _llama_adapter(model)
     if model_type in GEMMA3_TYPES and hasattr(model, "model") and hasattr(model.model, "layers"):
         return _gemma3_adapter(model)
     if model_type in GPT2_TYPES:
         return _gpt2_adapter(model)
+    raise UnsupportedArchitectureError(
+        f"{type(model).__name__} (model_type {model_type!r}) has no text decoder rshift can read; "
+        "load its causal LM class instead."
+    )
 
+
+def check_model_type(config) -> str:
+    """Return ``config.model_type`` if an adapter reads it; otherwise raise, naming it."""
+    model_type = getattr(config, "model_type", "")
+    if model_type in LLAMA_TYPES | GEMMA3_TYPES | GPT2_TYPES:
+        return model_type
+    architectures = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
     supported = sorted(LLAMA_TYPES | GEMMA3_TYPES | GPT2_TYPES)
     raise UnsupportedArchitectureError(
-        f"Architecture {type(model).__name__} (model_type {model_type!r}) is not supported. "
+        f"Architecture {architectures} (model_type {model_type!r}) is not supported. "
         f"Supported model types: {', '.join(supported)}."
     )
 

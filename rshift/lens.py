@@ -18,6 +18,9 @@ import torch.nn.functional as F
 from rshift.adapters import Adapter
 
 DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+# Rows of one chunk are reduced a block at a time, so the logits block and its
+# two scratch buffers stay in the CPU's cache across the several passes.
+BLOCK_BYTES = 2 * 1024 * 1024
 TOP_K = 5
 
 LENS_METRICS = (
@@ -64,7 +67,8 @@ def lens_logits(adapter: Adapter, hidden: torch.Tensor) -> torch.Tensor:
     logits = F.linear(normed.to(weight.device, weight.dtype), weight, adapter.unembedding_bias)
     logits = logits.float()
     if adapter.softcap:
-        logits = torch.tanh(logits / adapter.softcap) * adapter.softcap
+        # In place: ``logits`` is a fresh tensor, and a chunk-sized temporary per step is avoided.
+        logits.div_(adapter.softcap).tanh_().mul_(adapter.softcap)
     return logits
 
 
@@ -126,21 +130,55 @@ def compute_lens(
 
 def _lens_chunk(adapter, hidden, current, following, top_k) -> dict[str, torch.Tensor]:
     logits = lens_logits(adapter, hidden)
-    log_norm = torch.logsumexp(logits, dim=-1)
-    current_logit = logits.gather(1, current[:, None])
-    next_logit = logits.gather(1, following[:, None])
+    rows, vocab = logits.shape
+    block = max(1, BLOCK_BYTES // (4 * vocab))
+    scratch = logits.new_empty((2, min(block, rows), vocab))
+    parts = [
+        _reduce_block(
+            logits[i : i + block],
+            current[i : i + block, None],
+            following[i : i + block, None],
+            top_k,
+            scratch[:, : min(block, rows - i)],
+        )
+        for i in range(0, rows, block)
+    ]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
-    probs = torch.exp(logits - log_norm[:, None])
-    entropy = log_norm - (probs * logits).sum(dim=-1)
+
+def _reduce_block(logits, current, following, top_k, scratch) -> dict[str, torch.Tensor]:
+    """Reduce ``(rows, vocab)`` logits to the lens metrics, reusing ``scratch`` ``(2, rows, vocab)``.
+
+    The log-normaliser is torch.logsumexp's own computation (max with infinities
+    replaced by 0, exp of the shifted logits, sum, log) written out, so that one
+    exp pass also gives the entropy: with z = logits - max and e = exp(z),
+    entropy = log(sum e) - sum(e * z) / sum e. This form keeps the float32
+    error near 1e-6, where log_norm - sum(p * logits) cancels two large terms.
+    """
+    shifted, weights = scratch
     top_logits, top_ids = logits.topk(top_k, dim=-1)
+    current_logit = logits.gather(1, current)
+    next_logit = logits.gather(1, following)
+
+    # Counting in float32 is exact below 2**24 entries and much faster than a bool sum.
+    rank_current = torch.gt(logits, current_logit, out=shifted).sum(dim=-1).long()
+    rank_next = torch.gt(logits, next_logit, out=shifted).sum(dim=-1).long()
+
+    maximum = top_logits[:, :1].masked_fill(top_logits[:, :1].abs() == math.inf, 0)
+    torch.sub(logits, maximum, out=shifted)
+    torch.exp(shifted, out=weights)
+    total = weights.sum(dim=-1)
+    log_total = total.log()
+    log_norm = log_total + maximum[:, 0]
+    entropy = log_total - weights.mul_(shifted).sum(dim=-1) / total
 
     logprob_current = current_logit[:, 0] - log_norm
     logprob_next = next_logit[:, 0] - log_norm
     return {
         "logprob_current": logprob_current,
         "logprob_next": logprob_next,
-        "rank_current": (logits > current_logit).sum(dim=-1),
-        "rank_next": (logits > next_logit).sum(dim=-1),
+        "rank_current": rank_current,
+        "rank_next": rank_next,
         "prob_current": logprob_current.exp(),
         "prob_next": logprob_next.exp(),
         "entropy": entropy,

@@ -24,7 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rshift.adapters import Adapter, adapter_for
+from rshift.adapters import (
+    Adapter,
+    UnsupportedArchitectureError,
+    adapter_for,
+    check_model_type,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 class ModelLoadError(RuntimeError):
     """A model could not be found, converted or loaded; the message says what to do."""
+
+
+class UnsupportedModelError(ModelLoadError, UnsupportedArchitectureError):
+    """A causal LM whose architecture rshift has no adapter for; both error types catch it."""
 
 
 @dataclass(frozen=True)
@@ -298,6 +307,14 @@ def check_causal_lm(config) -> None:
         )
 
 
+def check_supported(config) -> None:
+    """Raise ModelLoadError for an architecture the adapters do not know, before loading weights."""
+    try:
+        check_model_type(config)
+    except UnsupportedArchitectureError as error:
+        raise UnsupportedModelError(str(error)) from error
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Check quickly whether the Hugging Face Hub answers, unless offline mode is set."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
@@ -422,6 +439,7 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(str(source), **options)
         check_causal_lm(config)
+        check_supported(config)
         device_map = "auto" if local and _needs_device_map(source, target_device) else None
         model = AutoModelForCausalLM.from_pretrained(
             str(source),

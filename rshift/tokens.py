@@ -92,9 +92,10 @@ def token_labels(tokenizer, ids: list[int]) -> list[str]:
             labels.append(token)
             pending = b""
             continue
-        data = pending + token_bytes(tokenizer, token)
-        text, rest = _decode_prefix(data)
-        piece_hex = "".join(f"<{byte:02x}>" for byte in rest)
+        own = token_bytes(tokenizer, token)
+        text, rest = _decode_prefix(pending + own)
+        # Show only this token's share of an unfinished character.
+        piece_hex = "".join(f"<{byte:02x}>" for byte in rest[-len(own) :] if own)
         labels.append(visible(text) + piece_hex if text or piece_hex else "∅")
         pending = rest
     return labels

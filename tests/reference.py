@@ -91,7 +91,7 @@ def residual_stream(model, ids: list[int]) -> tuple[list[torch.Tensor], torch.Te
 
 
 def lens(model, hidden: torch.Tensor) -> torch.Tensor:
-    """softcap(W_U · finalnorm(h) + b) for states ``(positions, hidden)``."""
+    """Apply the logit lens softcap(W_U · finalnorm(h) + b) to states ``(positions, hidden)``."""
     _, final_norm, _, head = model_parts(model)
     logits = head(final_norm(hidden)).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
@@ -107,15 +107,15 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def shift_layer(logprob_current: np.ndarray, logprob_next: np.ndarray, t: int) -> float:
-    """The smallest l with logprob_next > logprob_current at l and at every deeper layer."""
+    """Return the smallest l with logprob_next > logprob_current at l and every deeper layer."""
     layers = logprob_current.shape[0]
     for start in range(layers):
-        holds = True
+        aligned_to_end = True
         for layer in range(start, layers):
             if not logprob_next[layer, t] > logprob_current[layer, t]:
-                holds = False
+                aligned_to_end = False
                 break
-        if holds:
+        if aligned_to_end:
             return float(start)
     return math.nan
 
@@ -141,14 +141,14 @@ def reference(model, tokenizer, text: str, tie_tolerance: float = 1e-4) -> Refer
             targets = {"current": ids[t]}
             if t + 1 < positions:
                 targets["next"] = ids[t + 1]
-            for which, token in targets.items():
+            for role, token in targets.items():
                 row = logits[t]
                 target = row[token]
-                metrics[f"logprob_{which}"][layer, t] = float(logprobs[t, token])
-                metrics[f"rank_{which}"][layer, t] = int((row > target).sum())
-                close = int(((row - target).abs() <= tie_tolerance).sum()) - 1
-                near_ties[f"rank_{which}"][layer, t] = close
-                metrics[f"cosine_{which}"][layer, t] = cosine(hidden[t], embedding[token])
+                metrics[f"logprob_{role}"][layer, t] = float(logprobs[t, token])
+                metrics[f"rank_{role}"][layer, t] = int((row > target).sum())
+                near = int(((row - target).abs() <= tie_tolerance).sum()) - 1
+                near_ties[f"rank_{role}"][layer, t] = near
+                metrics[f"cosine_{role}"][layer, t] = cosine(hidden[t], embedding[token])
 
     shift = np.full(positions, np.nan)
     for t in range(positions - 1):

@@ -28,7 +28,7 @@ _CACHE: dict[str, tuple] = {}
 
 
 def analysed(lm):
-    """Analysis and reference of SAMPLE_TEXT, computed once per tiny model."""
+    """Return the analysis and the reference of SAMPLE_TEXT, computed once per tiny model."""
     if lm.name not in _CACHE:
         _CACHE[lm.name] = (
             analyze_text(lm, SAMPLE_TEXT),
@@ -38,7 +38,7 @@ def analysed(lm):
 
 
 def hook_snapshot(model: torch.nn.Module) -> dict[str, tuple]:
-    """The ids of every forward hook and pre-hook, per module and global.
+    """Return the ids of every forward hook and pre-hook, per module and global.
 
     Hugging Face installs its own output-recording hooks the first time hidden
     states are requested and keeps them, so tests compare snapshots taken
@@ -167,7 +167,7 @@ def test_gpt2_first_layer_cosine_below_one(tiny_models):
 
 @pytest.fixture(scope="module")
 def chunked_pair(tiny_models):
-    """Each tiny model analysed with one lens row per chunk and with all rows in one."""
+    """Analyse each tiny model with one lens row per chunk and with all rows in one chunk."""
     return {
         key: (
             analyze_text(lm, SAMPLE_TEXT, chunk_bytes=1),
@@ -177,14 +177,13 @@ def chunked_pair(tiny_models):
     }
 
 
-# The matrix product of one row and of many rows goes through different BLAS
-# kernels, which round differently in the last bits, so float metrics are
-# compared to well below the contract's tolerances. Everything discrete must
-# agree exactly.
+# One-row and many-row matrix products use different BLAS kernels that round
+# differently (about 2e-6 on the tiny models), so float metrics get a tolerance.
 CHUNK_FLOAT_TOL = 1e-5
+CHUNK_KEYS = ["llama_tied", "llama_untied", "gemma3", "gpt2"]
 
 
-@pytest.mark.parametrize("key", ["llama_tied", "llama_untied", "gemma3", "gpt2"])
+@pytest.mark.parametrize("key", CHUNK_KEYS)
 def test_chunk_size_keeps_float_metrics(chunked_pair, key):
     small, large = chunked_pair[key]
     for name, values in small.lens.metrics.items():
@@ -192,35 +191,33 @@ def test_chunk_size_keeps_float_metrics(chunked_pair, key):
         assert max_abs_diff(values, large.lens.metrics[name]) <= CHUNK_FLOAT_TOL, name
 
 
-@pytest.mark.parametrize("key", ["llama_tied", "llama_untied", "gemma3", "gpt2"])
+@pytest.mark.parametrize("key", CHUNK_KEYS)
 def test_chunk_size_keeps_ranks_exact(chunked_pair, key):
     small, large = chunked_pair[key]
     for name in ("rank_current", "rank_next"):
-        assert np.array_equal(small.lens.metrics[name], large.lens.metrics[name], equal_nan=True), (
-            name
-        )
+        expected = large.lens.metrics[name]
+        assert np.array_equal(small.lens.metrics[name], expected, equal_nan=True), name
 
 
-@pytest.mark.parametrize("key", ["llama_tied", "llama_untied", "gemma3", "gpt2"])
+@pytest.mark.parametrize("key", CHUNK_KEYS)
 def test_chunk_size_keeps_top_ids(chunked_pair, key):
     small, large = chunked_pair[key]
     assert np.array_equal(small.lens.top_ids, large.lens.top_ids)
 
 
-@pytest.mark.parametrize("key", ["llama_tied", "llama_untied", "gemma3", "gpt2"])
+@pytest.mark.parametrize("key", CHUNK_KEYS)
 def test_chunk_size_keeps_shift_layers(chunked_pair, key):
     small, large = chunked_pair[key]
     assert np.array_equal(small.shift, large.shift, equal_nan=True)
 
 
-@pytest.mark.parametrize("key", ["llama_tied", "llama_untied", "gemma3", "gpt2"])
+@pytest.mark.parametrize("key", CHUNK_KEYS)
 def test_chunk_size_keeps_geometry_exact(chunked_pair, key):
     """Cosines and norms never pass through the chunked product."""
     small, large = chunked_pair[key]
     for name in ("cosine_current", "cosine_next"):
-        assert np.array_equal(small.lens.metrics[name], large.lens.metrics[name], equal_nan=True), (
-            name
-        )
+        expected = large.lens.metrics[name]
+        assert np.array_equal(small.lens.metrics[name], expected, equal_nan=True), name
     assert np.array_equal(small.lens.resid_norm, large.lens.resid_norm)
 
 
@@ -298,8 +295,9 @@ def test_json_writes_null_at_last(tiny_model, name):
 
 
 def test_json_has_no_nan(tiny_model):
+    """json.dumps with allow_nan=False raises ValueError on any NaN or infinity."""
     analysis, _ = analysed(tiny_model)
-    json.dumps(analysis.to_json(), allow_nan=False)
+    assert json.dumps(analysis.to_json(), allow_nan=False)
 
 
 def test_json_shift_null_at_last(tiny_model):

@@ -36,13 +36,13 @@ def logits_of(model: torch.nn.Module) -> torch.Tensor:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Names in ``folder`` (staging folders start with a dot)."""
+    """Return the sorted names in ``folder``, where staging folders start with a dot."""
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
 def foreign_folders(tmp_path_factory) -> dict[str, Path]:
-    """Folders of tiny models that rshift must refuse: an encoder and two other decoders."""
+    """Build tiny model folders that rshift must reject: an encoder and two other decoders."""
     from transformers import (
         BertConfig,
         BertModel,
@@ -136,12 +136,12 @@ def pickle_folder(tmp_path, tiny_folders, tiny_models) -> Path:
     return folder
 
 
-def test_pickle_weights_refused(pickle_folder):
+def test_pickle_weights_rejected(pickle_folder):
     with pytest.raises(ModelLoadError, match="pickle"):
         load_model(str(pickle_folder), device="cpu")
 
 
-def test_pickle_refusal_suggests_safetensors(pickle_folder):
+def test_pickle_error_suggests_safetensors(pickle_folder):
     with pytest.raises(ModelLoadError, match="Convert them to safetensors"):
         load_model(str(pickle_folder), device="cpu")
 
@@ -257,7 +257,7 @@ def test_interrupted_weights_leave_nothing(tiny_models, tmp_path, monkeypatch):
 
 
 class FailingTokenizer:
-    """Writes part of its files, then fails as a full disk would."""
+    """A tokenizer that writes part of its files, then fails as a full disk would."""
 
     def save_pretrained(self, folder):
         (Path(folder) / "tokenizer.json").write_text("{")
@@ -329,7 +329,7 @@ def test_missing_entry_invalid(tmp_path):
 
 @pytest.fixture()
 def conversions(tiny_models, monkeypatch) -> list[Path]:
-    """Replace the GGUF conversion by a tiny model write; record each call's entry."""
+    """Replace the GGUF conversion with a tiny model write and record each call's entry."""
     calls: list[Path] = []
     lm = tiny_models["llama_tied"]
 

@@ -19,14 +19,15 @@ PERPLEXITY_RTOL = 1e-3
 TIE_TOL = 2e-3
 
 PROMPT = "The capital of France is"
-# Ordinary English prose; about 70 tokens for SmolLM2.
+# Ordinary English prose, 64 SmolLM2 tokens.
 PARAGRAPH = (
     "Every morning the baker opens the shop at six o'clock. She bakes fresh bread, "
     "small cakes and a few loaves of rye for the neighbours who come in before work. "
     "By noon most of the shelves are empty, so she cleans the ovens, counts the money "
     "and plans what to bake the next day."
 )
-# Gemma's vocabulary has 262144 entries; about 40 tokens keep the reference small.
+# Kept short (31 Gemma tokens) because the reference decodes every layer over a
+# vocabulary of 262144 entries.
 SHORT_PARAGRAPH = (
     "Every morning the baker opens the shop at six o'clock. She bakes fresh bread "
     "and small cakes for the neighbours who come in before work."
@@ -111,7 +112,7 @@ def test_smollm2_perplexity_finite(smollm2_pair):
 
 @pytest.mark.real_model
 def test_smollm2_perplexity_plausible(smollm2_pair):
-    """Far below the vocabulary size that a broken model would score."""
+    """A model with broken weights scores near its vocabulary size instead."""
     analysis, _ = smollm2_pair
     assert 1.0 < analysis.perplexity < 200.0
 

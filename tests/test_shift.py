@@ -51,7 +51,7 @@ def test_shift_nan_when_never_aligned():
 
 
 def test_shift_nan_when_last_layer_fails():
-    """Aligned in every layer but the deepest: the condition never holds to the end."""
+    """Aligned in every layer but the deepest, so the condition never lasts to the end."""
     current, following = grids([[1.0, NAN], [1.0, NAN], [-1.0, NAN]])
     assert np.isnan(shift_layers(current, following)[0])
 
@@ -201,9 +201,8 @@ def test_sink_with_first_outlier():
 
 
 DEPTH = np.linspace(0.0, 1.0, 21)
-# A 4-block model whose fraction grows linearly with depth, so interpolation
-# between its layers is exact, and a 20-block model with a layer on every
-# grid point, so it needs no interpolation at all.
+# The 4-block curve is linear, so interpolating between its layers is exact.
+# The 20-block curve has a layer on every grid point and needs no interpolation.
 SHALLOW = np.linspace(0.0, 1.0, 5)
 DEEP = np.clip((DEPTH - 0.5) * 2.0, 0.0, 1.0)
 SHALLOW_SHIFT = np.array([2.0, NAN, 4.0])
@@ -273,7 +272,7 @@ def test_corpus_single_prompt_ci_collapses():
 
 
 def test_corpus_undefined_prompt_ignored():
-    """A one-token prompt has no aligned fraction; it must not poison the mean."""
+    """A one-token prompt has no aligned fraction, so it must not change the mean."""
     undefined = np.full(7, NAN)
     result = aggregate_corpus([SHALLOW, undefined], [SHALLOW_SHIFT, np.array([NAN])])
     assert np.allclose(result.mean_fraction, DEPTH, atol=1e-12)

@@ -80,7 +80,7 @@ def test_tiny_split_pieces_in_hex(tiny_tokenizer):
 
 
 def test_tiny_text_before_split_byte(tiny_tokenizer):
-    """'aÃ' holds the letter a and the first byte of ï: both show on that token."""
+    """The token 'aÃ' is the letter a plus the first byte of ï, and its label shows both."""
     labels = labels_of(tiny_tokenizer, "naïve")
     assert "a<c3>" in labels
 
@@ -160,7 +160,7 @@ def test_smollm2_newline(smollm2):
 
 @pytest.mark.real_model
 def test_smollm2_split_character(smollm2):
-    """日 is split over two byte tokens; its label sits on the second."""
+    """日 is split over two byte tokens, and its label sits on the second."""
     text = tokenize(smollm2.tokenizer, "日本")
     assert len(text) == 3
     assert text.labels[1] == "日"

@@ -15,6 +15,7 @@ import streamlit as st
 from rshift.adapters import UnsupportedArchitectureError
 from rshift.analysis import Analysis, FinalPrediction, LiveAnalysis
 from rshift.attenuation import Attenuation
+from rshift.intervention import greedy_continuation
 from rshift.models import (
     CATALOGUE,
     LoadedModel,
@@ -95,3 +96,16 @@ def final_prediction(
 ) -> FinalPrediction:
     """Return only the final-layer predictions under ``attenuation`` (the fast path)."""
     return _live.final(attenuation)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def continuation(
+    _live: LiveAnalysis,
+    key: str,
+    text: str,
+    max_tokens: int,
+    attenuation: Attenuation | None,
+    new_tokens: int = 16,
+) -> str:
+    """Return the greedy continuation of the analysed text under ``attenuation``."""
+    return greedy_continuation(_live.lm, _live.text.ids, attenuation, new_tokens)

@@ -37,3 +37,16 @@ def present_button(key: str, title: str, caption: str, chart: alt.TopLevelMixin)
     if st.button("Add to presentation", key=f"present_{key}", help="Show it on the Present page"):
         add_figure(key, title, caption, chart)
         st.toast(f"Added '{title}' to the presentation")
+
+
+def update_figure(key: str, title: str, caption: str) -> None:
+    """Change the title and caption of the figure under ``key``, keeping its place."""
+    st.session_state["figures"] = [
+        Figure(key, title, caption, figure.chart) if figure.key == key else figure
+        for figure in figures()
+    ]
+
+
+def remove_figure(key: str) -> None:
+    """Drop the figure stored under ``key``."""
+    st.session_state["figures"] = [figure for figure in figures() if figure.key != key]

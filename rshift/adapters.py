@@ -1,6 +1,6 @@
 """Per-architecture facts: where the blocks, the final norm and the embeddings live.
 
-This is the only module that knows attribute paths such as ``model.model.layers``
+This is the only module that uses attribute paths such as ``model.model.layers``
 or ``model.transformer.h``. Everything else asks an :class:`Adapter`.
 """
 
@@ -17,12 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 class UnsupportedArchitectureError(ValueError):
-    """The model's architecture is not one rshift knows how to read."""
+    """The model's architecture has no adapter in rshift."""
 
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where one loaded model keeps the pieces the logit lens and interventions need.
+    """The modules and tensors of one loaded model that the logit lens and interventions use.
 
     The three ``*_output`` / ``*_input`` sequences have one module per block:
     ``attention_output[i]`` returns what block i adds to the stream after

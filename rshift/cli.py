@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("rshift-batch"),
         help="output folder for summary.json/.csv and aggregate.csv",
     )
-    batch.add_argument("--max-prompts", type=int, default=200, help="most prompts to analyse")
+    batch.add_argument(
+        "--max-prompts", type=int, default=200, help="maximum number of prompts to analyse"
+    )
     _add_attenuation_options(batch)
 
     sweep = commands.add_parser("sweep", help="perplexity over attenuation layer x strength")

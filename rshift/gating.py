@@ -319,7 +319,9 @@ def load_gates(source: str | Path | bytes, lm: LoadedModel | None = None):
         raise ValueError(f"Not a readable safetensors gate file: {error}") from error
 
     if metadata.get("format") != FORMAT_VERSION or "theta" not in tensors:
-        raise ValueError("This safetensors file holds no rshift gates (metadata or theta missing).")
+        raise ValueError(
+            "This safetensors file contains no rshift gates (metadata or theta missing)."
+        )
     num_layers = int(metadata["num_layers"])
     weight = tensors.get("weight")
     gates = ResidualGates(

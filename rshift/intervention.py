@@ -1,4 +1,4 @@
-"""What an attenuation does to predictions: perplexity, per-token loss, top-k, continuation.
+"""Effects of an attenuation on predictions: perplexity, per-token loss, top-k, continuation.
 
 Every function takes the intervention as an argument and removes its hooks
 before returning, so the shared model is never left modified.
@@ -201,7 +201,7 @@ def sweep(
 
 
 def is_cancelled(cancel: threading.Event | Callable[[], bool] | None) -> bool:
-    """Return whether ``cancel`` (an Event, a callable or None) asks to stop."""
+    """Return whether ``cancel`` (an Event, a callable or None) requests a stop."""
     if cancel is None:
         return False
     if isinstance(cancel, threading.Event):

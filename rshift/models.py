@@ -43,7 +43,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class ModelLoadError(RuntimeError):
-    """A model could not be found, converted or loaded; the message says what to do."""
+    """A model could not be found, converted or loaded; the message tells the user what to do."""
 
 
 class UnsupportedModelError(ModelLoadError, UnsupportedArchitectureError):
@@ -316,7 +316,7 @@ def check_supported(config) -> None:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Check quickly whether the Hugging Face Hub answers, unless offline mode is set."""
+    """Check quickly whether the Hugging Face Hub accepts connections (False when offline)."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
         return False
     try:
@@ -416,7 +416,7 @@ def load_model(
     """Load a model by catalogue name, local folder, GGUF file or hub id.
 
     Raises:
-        ModelLoadError: with a message that says what was wrong and what to do.
+        ModelLoadError: with a message naming what was wrong and what to do.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -15,7 +15,7 @@ from ui.state import recall, remember
 SCOPE_LABELS = {"single": "block L only", "from": "blocks L to N"}
 MODE_LABELS = {"block": "whole block", "attention": "attention skip", "mlp": "MLP skip"}
 ALPHA_STEPS = (0.05, 0.1, 0.2, 0.25)
-CONTINUATION_TOKENS = 16
+CONTINUATION_TOKENS = 12
 
 settings, lm = views.require_model()
 num_blocks = lm.adapter.num_layers

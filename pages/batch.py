@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from rshift.attenuation import MODES, SCOPES, Attenuation
 from rshift.batch import BatchResult, analyze_prompts
 from rshift.charts import corpus_chart, shift_histogram
 from rshift.models import ModelLoadError
-from ui import batch_view
+from rshift.prompts import MAX_UPLOAD_BYTES
+from ui import batch_view, views
 from ui.cache import model_key
 from ui.figures import present_button
-from ui.sidebar import current_model
+from ui.messages import sentence
 from ui.state import recall, remember
 
+logger = logging.getLogger(__name__)
 RESULT_KEY = "batch_run"
 SAMPLES, UPLOAD = "Sample prompts", "Upload a file"
 
-settings, lm = current_model()
+settings, lm = views.require_model()
 st.title("Batch")
 st.caption(
     "Analyse many prompts at once: where does each one's residual stream turn from the "
     "current token to the next, and how does that look averaged over the corpus?"
 )
-if lm is None:
-    st.info("Load a model in the sidebar to analyse prompts.")
-    st.stop()
 num_layers = lm.adapter.num_layers
 
 
 def seed_widget(key: str, default, valid) -> None:
-    """Give a widget ``default`` unless it already holds a value that ``valid`` accepts."""
+    """Give a widget ``default`` unless it already contains a value that ``valid`` accepts."""
     if key not in st.session_state or not valid(st.session_state[key]):
         st.session_state[key] = default
 
@@ -44,6 +45,7 @@ def choose_prompts() -> batch_view.PromptInput | None:
         "Prompt file",
         type=["txt", "csv", "jsonl", "json"],
         key="batch_upload",
+        max_upload_size=max(1, MAX_UPLOAD_BYTES // 2**20),
         help=".txt: one prompt per line (or paragraphs separated by blank lines); "
         ".csv: a 'prompt' or 'text' column; .jsonl / .json: strings or objects with a "
         "'prompt' key",
@@ -66,7 +68,7 @@ def choose_prompts() -> batch_view.PromptInput | None:
 
 
 def choose_attenuation() -> tuple[Attenuation | None, bool]:
-    """Draw the optional attenuation inputs; return the attenuation and whether it is valid."""
+    """Draw the optional attenuation inputs and return the attenuation and whether it is valid."""
     remembered = batch_view.remembered_attenuation(num_layers, recall)
     with st.expander("Compare with an attenuated model", expanded=remembered is not None):
         if remembered is not None:
@@ -94,26 +96,26 @@ def choose_attenuation() -> tuple[Attenuation | None, bool]:
             SCOPES,
             key="batch_scope",
             disabled=not use,
-            help="single: block L only; from: every block from L to the last",
+            help="single: block L only. from: every block from L to the last.",
         )
         mode = mode_col.selectbox(
             "Skip path",
             modes,
             key="batch_mode",
             disabled=not use,
-            help="block: the whole block's skip path; attention / mlp: one sublayer's",
+            help="block: the whole block's skip path. attention / mlp: one sublayer's skip path.",
         )
     if not use:
         return None, True
     try:
         return Attenuation(int(layer), float(alpha), scope, mode).validate(num_layers), True
     except ValueError as error:
-        st.error(f"{error} Change the attenuation inputs above.")
+        st.error(f"{sentence(error)} Change the attenuation inputs above.")
         return None, False
 
 
 def run_batch(prompts: list[str], attenuation: Attenuation | None, exclude_first: bool):
-    """Analyse ``prompts`` with a progress bar; return the result or None after a message."""
+    """Analyse ``prompts`` with a progress bar and return the result, or None after an error."""
     bar = st.progress(0.0, text=f"Analysing {len(prompts)} prompts...")
 
     def report(fraction: float, message: str) -> None:
@@ -129,7 +131,11 @@ def run_batch(prompts: list[str], attenuation: Attenuation | None, exclude_first
             progress=report,
         )
     except (ValueError, RuntimeError, ModelLoadError) as error:
-        st.error(f"The batch analysis failed: {error} Check the prompts and settings, then retry.")
+        logger.warning("Batch of %d prompts on %s failed: %s", len(prompts), lm.name, error)
+        st.error(
+            f"The batch analysis failed: {sentence(error)} "
+            "Check the prompts and settings, then try again."
+        )
         return None
     finally:
         bar.empty()
@@ -139,11 +145,15 @@ def run_batch(prompts: list[str], attenuation: Attenuation | None, exclude_first
 def show_table(result: BatchResult, prompts: list[str]) -> None:
     """Draw the per-prompt table and the 'open in Explore' control."""
     frame = batch_view.summary_frame(result)
+    if not frame.empty and not frame["notes"].any():
+        frame = frame.drop(columns="notes")
     number = st.column_config.NumberColumn
     selection = st.dataframe(
         frame,
         hide_index=True,
         width="stretch",
+        # Up to 20 rows show without scrolling.
+        height=38 + 35 * min(len(frame), 20),
         on_select="rerun",
         selection_mode="single-row",
         key="batch_table",
@@ -224,22 +234,22 @@ def show_result(result: BatchResult, prompts: list[str]) -> None:
                 histogram,
             )
 
-    summary, curve, full = st.columns(3)
-    summary.download_button(
+    downloads = st.container(horizontal=True)
+    downloads.download_button(
         "Per-prompt table (CSV)",
         result.summary_csv(),
         file_name="rshift-batch-prompts.csv",
         mime="text/csv",
         icon=":material/download:",
     )
-    curve.download_button(
+    downloads.download_button(
         "Corpus curve (CSV)",
         result.aggregate_csv(),
         file_name="rshift-batch-aggregate.csv",
         mime="text/csv",
         icon=":material/download:",
     )
-    full.download_button(
+    downloads.download_button(
         "Everything (JSON)",
         batch_view.json_bytes(result),
         file_name="rshift-batch.json",

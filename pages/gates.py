@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from rshift.charts import gate_chart, loss_curve_chart
@@ -14,13 +16,17 @@ from rshift.gating import (
     train_gates,
 )
 from rshift.models import ModelLoadError
+from rshift.prompts import MAX_UPLOAD_BYTES
 from ui import gates_view, views
 from ui.cache import model_key
 from ui.figures import present_button
+from ui.messages import sentence
 from ui.state import remember
 
+logger = logging.getLogger(__name__)
 RESULT_KEY = "gates_run"
 KINDS = tuple(gates_view.KIND_LABELS)
+GATE_FILE_MB = 50
 
 settings, lm = views.require_model()
 num_layers = lm.adapter.num_layers
@@ -35,18 +41,19 @@ st.caption(
 
 
 def seeded(key: str, default, valid=None) -> str:
-    """Seed widget ``key`` from the value remembered under the same name; return the key."""
+    """Seed widget ``key`` from the value remembered under the same name and return the key."""
     views.seed(key, key, default, valid)
     return key
 
 
 def choose_text() -> str | None:
-    """Draw the text box and the upload; return the training text or None after a message."""
+    """Draw the text box and the upload and return the training text, or None after an error."""
     st.subheader("Training text")
     uploaded = st.file_uploader(
         "Upload a text file instead (optional)",
         type=["txt", "md"],
         key="gates_upload",
+        max_upload_size=max(1, MAX_UPLOAD_BYTES // 2**20),
         help="Plain text: UTF-8, or UTF-16 / UTF-32 with a byte-order mark",
     )
     typed = st.text_area(
@@ -71,7 +78,7 @@ def choose_text() -> str | None:
 
 
 def choose_settings() -> GateSettings | None:
-    """Draw the training settings; return them, or None after an error message."""
+    """Draw the training settings and return them, or None after an error."""
     st.subheader("Settings")
     kind_col, steps_col, rate_col, window_col, first_col = st.columns(5)
     kind = kind_col.selectbox(
@@ -109,7 +116,7 @@ def choose_settings() -> GateSettings | None:
         1,
         num_layers,
         key=seeded("gates_first", 1, lambda v: v in range(1, num_layers + 1)),
-        help=f"Blocks from this one to {num_layers} get a gate; earlier blocks stay unmodified",
+        help=f"Blocks from this one to {num_layers} get a gate. Earlier blocks stay unmodified.",
     )
     with st.expander("More settings"):
         left, right = st.columns(2)
@@ -142,12 +149,12 @@ def choose_settings() -> GateSettings | None:
             seed=int(seed),
         )
     except ValueError as error:
-        st.error(f"{error} Change the settings above.")
+        st.error(f"{sentence(error)} Change the settings above.")
         return None
 
 
 def train(text: str, gate_settings: GateSettings) -> GateTrainingResult | None:
-    """Train with a live loss curve and a progress bar; return None after an error message."""
+    """Train with a live loss curve and a progress bar, or return None after an error."""
     curve = st.empty()
     bar = st.progress(0.0, text="Measuring validation perplexity before training...")
     steps: list[int] = []
@@ -162,15 +169,18 @@ def train(text: str, gate_settings: GateSettings) -> GateTrainingResult | None:
 
     def report(fraction: float, message: str) -> None:
         done = fraction >= 1.0
-        text = "Measuring validation perplexity after training..." if done else message
-        bar.progress(min(max(fraction, 0.0), 1.0), text=text)
+        label = "Measuring validation perplexity after training..." if done else message
+        bar.progress(min(max(fraction, 0.0), 1.0), text=label)
 
     try:
         return train_gates(lm, text, gate_settings, progress=report, on_step=on_step)
     except NotEnoughTextError as error:
         st.error(str(error))
     except (ValueError, RuntimeError, ModelLoadError) as error:
-        st.error(f"Training failed: {error} Try fewer steps, a smaller window or other text.")
+        logger.warning("Gate training on %s failed: %s", lm.name, error)
+        st.error(
+            f"Training failed: {sentence(error)} Try fewer steps, a smaller window or other text."
+        )
     finally:
         bar.empty()
         curve.empty()
@@ -225,7 +235,11 @@ def show_training(result: GateTrainingResult, gate_bytes: bytes) -> None:
         chart = gate_chart(values)
         st.altair_chart(chart, width="stretch")
         note = " averaged over the validation positions" if result.settings.kind == "token" else ""
-        st.caption(f"The learned gate of each block{note}; the dashed line is 1 (unmodified).")
+        spread = gates_view.gate_range(result.gate_per_block)
+        st.caption(
+            f"The learned gate of each block{note}: {spread}. The dashed line is 1 (unmodified)."
+            + gates_view.ungated_note(result.gates.first_block)
+        )
         present_button(
             "gates_values",
             "Learned residual gates",
@@ -250,14 +264,16 @@ def show_loaded_gates() -> None:
         "A gate file saved by this page or by `rshift`",
         type=["safetensors"],
         key="gates_load",
+        max_upload_size=GATE_FILE_MB,
     )
     if uploaded is None:
         return
+
     try:
         gates, metadata = load_gates(uploaded.getvalue(), lm)
     except ValueError as error:
         st.error(
-            f"Could not use '{uploaded.name}': {error} Load a gate file trained for "
+            f"Could not use '{uploaded.name}': {sentence(error)} Load a gate file trained for "
             f"{lm.name}, or train new gates above."
         )
         return
@@ -265,19 +281,24 @@ def show_loaded_gates() -> None:
     if problems:
         st.error(" ".join(problems) + " Load a gate file trained for this model.")
         return
+
     trained_on = metadata.get("model")
     if trained_on and trained_on != lm.name:
         st.warning(
             f"These gates were trained on {trained_on}; the loaded model is {lm.name}. "
             "They fit its shape, but their values may mean little here."
         )
+
     left, right = st.columns([2, 3])
     left.dataframe(gates_view.metadata_rows(metadata), hide_index=True, width="stretch")
     with right:
-        chart = gate_chart(gates_view.gate_values(gates.values(), gates.num_layers))
+        per_block = gates.values()
+        chart = gate_chart(gates_view.gate_values(per_block, gates.num_layers))
         st.altair_chart(chart, width="stretch")
+        caption = f"Gates: {gates_view.gate_range(per_block)}."
         if gates.kind == "token":
-            st.caption("Token gates: each bar is the gate at a zero-mean input (its bias).")
+            caption += " Token gates show the gate at a zero-mean input."
+        st.caption(caption + gates_view.ungated_note(gates.first_block))
         present_button(
             "gates_loaded",
             f"Gates from {uploaded.name}",

@@ -13,6 +13,7 @@ from ui.state import remember
 
 SCALES = (1.0, 1.3, 1.6, 2.0, 2.5)
 
+views.require_shell()
 views.publish_view()
 slides = figures()
 

@@ -45,7 +45,7 @@ def messages(elements) -> str:
     return " ".join(str(element.value) for element in elements)
 
 
-def test_sample_prompts_give_a_table_charts_and_downloads(batch_app):
+def test_batch_sample_prompts_table(batch_app):
     sample_count = len(batch_view.sample_prompts().prompts)
     button = batch_app.button(key="batch_run_button")
     assert button.label == f"Analyse {sample_count} prompts"
@@ -62,10 +62,11 @@ def test_sample_prompts_give_a_table_charts_and_downloads(batch_app):
     assert batch_app.metric[0].value == str(sample_count)
     assert len(batch_app.get("vega_lite_chart")) == 2
     labels = [button.label for button in batch_app.get("download_button")]
-    assert "Per-prompt table (CSV)" in labels and "Everything (JSON)" in labels
+    assert "Per-prompt table (CSV)" in labels
+    assert "Everything (JSON)" in labels
 
 
-def test_result_survives_a_rerun_without_recomputing(batch_app):
+def test_batch_result_cached_across_reruns(batch_app):
     batch_app.button(key="batch_run_button").click().run()
     first = batch_app.session_state["batch_run"]["result"]
 
@@ -76,7 +77,7 @@ def test_result_survives_a_rerun_without_recomputing(batch_app):
     assert not batch_app.info
 
 
-def test_remembered_attenuation_adds_a_column(batch_app):
+def test_batch_remembered_attenuation_column(batch_app):
     # As if the user had set it on the Attenuate page and come back.
     batch_app.switch_page("pages/explore.py").run()
     batch_app.session_state["keep_layer"] = 3
@@ -92,7 +93,7 @@ def test_remembered_attenuation_adds_a_column(batch_app):
     assert "alpha 0.5 at block 3 only" in messages(batch_app.caption)
 
 
-def test_token_cap_notice_names_truncated_prompts(tiny_app_model):
+def test_batch_token_cap_notice(tiny_app_model):
     batch_app = open_batch(token_cap=8)
     batch_app.button(key="batch_run_button").click().run()
 
@@ -110,7 +111,7 @@ def test_token_cap_notice_names_truncated_prompts(tiny_app_model):
         ("broken.jsonl", b'{"prompt": "fine"}\n{"prompt": \n', "line 2"),
     ],
 )
-def test_bad_upload_shows_a_message_and_keeps_the_page(batch_app, name, content, expected):
+def test_batch_bad_upload_message(batch_app, name, content, expected):
     batch_app.radio(key="batch_source").set_value("Upload a file").run()
     batch_app.file_uploader(key="batch_upload").upload(name, content, "text/plain")
     batch_app.run()
@@ -121,7 +122,7 @@ def test_bad_upload_shows_a_message_and_keeps_the_page(batch_app, name, content,
     assert batch_app.checkbox(key="batch_exclude_first").value
 
 
-def test_good_upload_lists_its_prompts_and_warnings(batch_app):
+def test_batch_upload_warnings(batch_app):
     batch_app.radio(key="batch_source").set_value("Upload a file").run()
     content = b"id,prompt\n1,The first prompt.\n2,\n3,The second prompt.\n"
     batch_app.file_uploader(key="batch_upload").upload("mine.csv", content, "text/csv")
@@ -133,7 +134,7 @@ def test_good_upload_lists_its_prompts_and_warnings(batch_app):
     assert batch_app.button(key="batch_run_button").label == "Analyse 2 prompts"
 
 
-def test_selected_prompt_opens_in_explore(batch_app):
+def test_batch_selected_prompt_opens_explore(batch_app):
     batch_app.button(key="batch_run_button").click().run()
     batch_app.session_state["batch_table"] = {
         "selection": {"rows": [1], "columns": [], "cells": []}
@@ -147,6 +148,18 @@ def test_selected_prompt_opens_in_explore(batch_app):
     second = batch_view.sample_prompts().prompts[1]
     assert batch_app.session_state["keep_prompt"] == second
     assert batch_app.title[0].value == "Explore"
+
+
+def test_batch_without_model_shows_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("RSHIFT_MODEL", str(tmp_path / "missing-model"))
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.run()
+
+    app.switch_page("pages/batch.py").run()
+
+    assert not app.exception
+    assert "needs a model" in messages(app.info)
+    assert not app.button
 
 
 # ---------------------------------------------------------------- helpers
@@ -178,7 +191,7 @@ def fake_result(attenuation: Attenuation | None = None) -> BatchResult:
     return BatchResult(rows, None, [(1, "The text is empty.")], 5, attenuation)
 
 
-def test_summary_frame_never_shows_a_non_finite_number():
+def test_summary_frame_non_finite_cells():
     frame = batch_view.summary_frame(fake_result(Attenuation(layer=2, alpha=0.0)))
 
     assert list(frame["#"]) == [1, 3]
@@ -189,34 +202,36 @@ def test_summary_frame_never_shows_a_non_finite_number():
     assert "5 tokens dropped" in frame["notes"][1]
 
 
-def test_json_download_is_strict_json():
+def test_json_bytes_strict():
     data = batch_view.json_bytes(fake_result(Attenuation(layer=2, alpha=0.0)))
 
-    def refuse(constant):
+    def reject(constant):
         raise AssertionError(f"non-standard JSON constant {constant}")
 
-    parsed = json.loads(data, parse_constant=refuse)
+    parsed = json.loads(data, parse_constant=reject)
     assert parsed["prompts"][1]["perplexity"] is None
 
 
-def test_notices_name_the_prompts():
+def test_notices_name_prompts():
     result = fake_result()
 
     assert "#3 (5 dropped)" in batch_view.truncation_notice(result, 8)
     assert "#2: The text is empty." in batch_view.skipped_notice(result)
 
 
-def test_read_upload_turns_errors_into_messages():
+def test_read_upload_error_messages():
     bad = batch_view.read_upload("café".encode("latin-1"), "prompts.txt")
     slides = batch_view.read_upload(b"PK\x03\x04", "slides.pptx")
     good = batch_view.read_upload(b"one\n\ntwo\n", "prompts.txt")
 
-    assert bad.prompts == [] and "not valid UTF-8" in bad.error
+    assert bad.prompts == []
+    assert "not valid UTF-8" in bad.error
     assert "unsupported file type" in slides.error
-    assert good.error is None and good.prompts == ["one", "two"]
+    assert good.error is None
+    assert good.prompts == ["one", "two"]
 
 
-def test_every_example_file_parses_to_the_same_prompts():
+def test_example_files_same_prompts():
     expected = batch_view.sample_prompts().prompts
     for name in batch_view.FORMAT_SAMPLES:
         parsed = batch_view.read_upload(batch_view.format_sample(name), name)
@@ -234,7 +249,7 @@ def test_every_example_file_parses_to_the_same_prompts():
         ({"layer": 2, "alpha": 0.25, "scope": "from"}, Attenuation(2, 0.25, "from")),
     ],
 )
-def test_remembered_attenuation_only_when_it_fits(stored, expected):
+def test_remembered_attenuation_fits_model(stored, expected):
     def recall(key, default=None):
         return stored.get(key, default)
 

@@ -36,7 +36,7 @@ def train(app: AppTest, steps: int = FEW_STEPS) -> AppTest:
     return app.button(key="gates_train").click().run()
 
 
-def test_defaults_prefill_enough_text(gates_app):
+def test_gates_defaults_prefilled(gates_app):
     text = gates_app.text_area(key="gates_text").value
 
     assert text == gates_view.default_training_text()
@@ -46,7 +46,7 @@ def test_defaults_prefill_enough_text(gates_app):
     assert not gates_app.button(key="gates_train").disabled
 
 
-def test_training_shows_before_and_after_and_a_download(gates_app):
+def test_gates_training_metrics(gates_app):
     train(gates_app)
 
     assert not gates_app.exception
@@ -64,7 +64,7 @@ def test_training_shows_before_and_after_and_a_download(gates_app):
     assert len(stored["result"].train_losses) == FEW_STEPS
 
 
-def test_too_short_text_shows_the_message(gates_app):
+def test_gates_short_text_message(gates_app):
     gates_app.text_area(key="gates_text").set_value("Far too short to train on.")
     gates_app.run()
     assert "Add text or lower the window" in messages(gates_app.caption)
@@ -76,7 +76,7 @@ def test_too_short_text_shows_the_message(gates_app):
     assert not gates_app.metric
 
 
-def test_empty_text_disables_training(gates_app):
+def test_gates_empty_text_disabled(gates_app):
     gates_app.text_area(key="gates_text").set_value("   ").run()
 
     assert not gates_app.exception
@@ -84,7 +84,7 @@ def test_empty_text_disables_training(gates_app):
     assert gates_app.button(key="gates_train").disabled
 
 
-def test_binary_upload_shows_a_message(gates_app):
+def test_gates_binary_upload_message(gates_app):
     gates_app.file_uploader(key="gates_upload").upload("notes.txt", b"\x00\xffbinary", "text/plain")
     gates_app.run()
 
@@ -93,7 +93,7 @@ def test_binary_upload_shows_a_message(gates_app):
     assert gates_app.button(key="gates_train").disabled
 
 
-def test_saved_gates_load_back(gates_app):
+def test_gates_saved_file_loads(gates_app):
     train(gates_app)
     data = gates_app.session_state["gates_run"]["bytes"]
 
@@ -109,7 +109,7 @@ def test_saved_gates_load_back(gates_app):
     assert len(gates_app.get("vega_lite_chart")) == 3
 
 
-def test_gates_for_another_model_give_a_clear_error(gates_app, tiny_models):
+def test_gates_other_model_error(gates_app, tiny_models):
     other = tiny_models["gpt2"]
     result = train_gates(
         other, gates_view.default_training_text(), GateSettings(steps=1, window=16)
@@ -124,22 +124,36 @@ def test_gates_for_another_model_give_a_clear_error(gates_app, tiny_models):
     assert "the loaded model has 5" in error
 
 
-def test_a_file_that_is_not_a_gate_file_gives_a_message(gates_app):
+def test_gates_invalid_file_message(gates_app):
     gates_app.file_uploader(key="gates_load").upload("junk.safetensors", b"not safetensors")
     gates_app.run()
 
     assert not gates_app.exception
-    assert "Could not use 'junk.safetensors'" in messages(gates_app.error)
+    error = messages(gates_app.error)
+    assert "Could not use 'junk.safetensors'" in error
+    assert ". Load a gate file trained for" in error
+
+
+def test_gates_without_model_shows_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("RSHIFT_MODEL", str(tmp_path / "missing-model"))
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.run()
+
+    app.switch_page("pages/gates.py").run()
+
+    assert not app.exception
+    assert "needs a model" in messages(app.info)
+    assert not app.button
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def test_gate_values_fill_ungated_blocks_with_one():
+def test_gate_values_ungated_blocks():
     assert gates_view.gate_values({3: 0.5, 4: 1.5}, 4) == [1.0, 1.0, 0.5, 1.5]
 
 
-def test_read_text_upload_messages():
+def test_read_text_upload_errors():
     assert gates_view.read_text_upload(b"", "a.txt") == (
         None,
         "'a.txt' is empty (0 bytes). Upload a file with some text.",
@@ -149,13 +163,26 @@ def test_read_text_upload_messages():
     assert (text, error) == ("héllo\nworld", None)
 
 
-def test_loss_of_a_perplexity():
+def test_gate_range_names_blocks():
+    assert gates_view.gate_range({2: 1.05, 3: 0.9, 4: 1.2}) == (
+        "lowest 0.900 (block 3), highest 1.200 (block 4)"
+    )
+
+
+def test_ungated_note_names_blocks():
+    assert gates_view.ungated_note(1) == ""
+    assert gates_view.ungated_note(2) == " Block 1 has no gate and shows as 1."
+    assert gates_view.ungated_note(3) == " Blocks 1 and 2 have no gate and show as 1."
+    assert gates_view.ungated_note(4) == " Blocks 1 to 3 have no gate and show as 1."
+
+
+def test_loss_from_perplexity():
     assert gates_view.loss(math.e) == pytest.approx(1.0)
     assert gates_view.loss(1.0) == 0.0
     assert gates_view.loss(math.inf) is None
 
 
-def test_metadata_rows_are_readable():
+def test_metadata_rows_readable():
     rows = gates_view.metadata_rows(
         {
             "model": "tiny",

@@ -1,11 +1,11 @@
 """The real app in headless Chromium: every page renders without an exception.
 
 The test starts ``streamlit run app.py`` on a free local port with the bundled
-SmolLM2 (``make test`` prepares it first), walks through the pages with the
-sidebar navigation, so one browser session keeps its state from page to page,
-runs the default batch and a short gate training, adds a chart to the
-presentation, and saves a screenshot of every step. Set ``RSHIFT_SCREENSHOTS``
-to also copy the screenshots to ``/tmp/rshift-screenshots``.
+SmolLM2, which ``make test`` prepares first. It walks through the pages with the
+sidebar navigation, so one browser session keeps its state from page to page.
+On the way it runs the default batch and a short gate training, adds a chart
+to the presentation, and saves a screenshot of every step. Set
+``RSHIFT_SCREENSHOTS`` to also copy the screenshots to ``/tmp/rshift-screenshots``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ SERVER_START_S = 90
 PAGE_RUN_S = 150
 QUIET_S = 1.5
 MAX_SHOT_HEIGHT = 5000
+
+
+try:
+    from selenium.common.exceptions import StaleElementReferenceException
+except ImportError:  # the fixture skips the test with a reason
+
+    class StaleElementReferenceException(Exception):
+        """Stands in for selenium's exception when selenium is missing."""
 
 
 def _missing_browser() -> str | None:
@@ -147,6 +155,8 @@ class Page:
         self.folder = folder
         self.by = By
         self.shots: list[Path] = []
+        self.started = time.monotonic()
+        self.laps: list[str] = []
 
     def all(self, css: str) -> list:
         return self.driver.find_elements(self.by.CSS_SELECTOR, css)
@@ -156,7 +166,7 @@ class Page:
             self.all('[data-testid="stStatusWidget"]') or self.all('[data-testid="stSpinner"]')
         )
 
-    def wait_idle(self, what: str, timeout: float = PAGE_RUN_S) -> None:
+    def wait_idle(self, step: str, timeout: float = PAGE_RUN_S) -> None:
         """Wait until the app has rendered and stayed idle for ``QUIET_S`` seconds."""
         deadline = time.monotonic() + timeout
         quiet_since = None
@@ -169,26 +179,26 @@ class Page:
             else:
                 quiet_since = None
             time.sleep(0.25)
-        self.shoot(f"timeout-{what}")
-        pytest.fail(f"{what}: the app was still running after {timeout:.0f} s")
+        self.shoot(f"timeout-{step}")
+        pytest.fail(f"{step}: the app was still running after {timeout:.0f} s")
 
-    def wait_for(self, css: str, count: int, what: str, timeout: float = PAGE_RUN_S) -> None:
+    def wait_for(self, css: str, count: int, step: str, timeout: float = PAGE_RUN_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.all(css)) >= count:
                 return
             time.sleep(0.25)
-        self.shoot(f"missing-{what}")
-        pytest.fail(f"{what}: expected {count} of {css}, found {len(self.all(css))}")
+        self.shoot(f"missing-{step}")
+        pytest.fail(f"{step}: expected {count} of {css}, found {len(self.all(css))}")
 
-    def check(self, what: str) -> None:
+    def check(self, step: str) -> None:
         """Fail on a Streamlit exception box or a traceback anywhere on the page."""
         exceptions = self.all('[data-testid="stException"]')
         body = self.driver.find_element(self.by.TAG_NAME, "body").text
         if exceptions or "Traceback" in body:
-            self.shoot(f"error-{what}")
+            self.shoot(f"error-{step}")
             detail = exceptions[0].text if exceptions else body[body.index("Traceback") :]
-            pytest.fail(f"{what} shows an exception:\n{detail[:2000]}")
+            pytest.fail(f"{step} shows an exception:\n{detail[:2000]}")
 
     def shoot(self, name: str) -> Path:
         """Screenshot the whole main area: grow the window to its height first."""
@@ -202,31 +212,58 @@ class Page:
         self.driver.save_screenshot(str(path))
         self.driver.set_window_size(1600, 1400)
         self.shots.append(path)
+        self.laps.append(f"{name} at {time.monotonic() - self.started:.0f} s")
         return path
 
-    def open(self, title: str) -> None:
-        """Click the sidebar link of page ``title``, keeping the browser session."""
+    def open(self, title: str, heading: str | None = None) -> None:
+        """Click the sidebar link of page ``title``, keeping the browser session.
+
+        Then wait for ``heading`` (default: the title) as the page's first heading.
+        """
         links = self.all('[data-testid="stSidebarNav"] a')
         link = next((a for a in links if a.text.strip().endswith(title)), None)
         assert link is not None, f"no sidebar link for {title}: {[a.text for a in links]}"
         link.click()
-        self.wait_for_heading(title)
+        self.wait_for_heading(heading or title)
 
-    def wait_for_heading(self, title: str) -> None:
+    def wait_for_heading(self, heading: str) -> None:
         deadline = time.monotonic() + PAGE_RUN_S
         while time.monotonic() < deadline:
-            headings = [h.text.strip() for h in self.all('[data-testid="stMain"] h1')]
-            if any(heading.startswith(title) for heading in headings):
+            try:
+                texts = [h.text.strip() for h in self.all('[data-testid="stMain"] h1')]
+            except StaleElementReferenceException:
+                texts = []
+            if any(text.startswith(heading) for text in texts):
                 return
             time.sleep(0.25)
-        self.shoot(f"no-heading-{title.lower()}")
-        pytest.fail(f"the {title} page did not show its heading")
+        self.shoot(f"no-heading-{heading.lower().replace(' ', '-')}")
+        pytest.fail(f"the heading {heading!r} did not appear")
 
     def button(self, label: str):
+        """Return the first button whose text is ``label``."""
         xpath = f"//button[normalize-space(.)='{label}' or .//p[normalize-space(.)='{label}']]"
         matches = self.driver.find_elements(self.by.XPATH, xpath)
         assert matches, f"no button labelled {label!r}"
         return matches[0]
+
+    def choose(self, option: str) -> None:
+        """Click the radio option labelled ``option``."""
+        xpath = f"//label[.//p[normalize-space(.)='{option}']]"
+        self.driver.find_element(self.by.XPATH, xpath).click()
+
+    def wait_for_text(self, text: str, step: str, timeout: float = PAGE_RUN_S) -> None:
+        """Wait until ``text`` appears in the main area."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                main = self.all('[data-testid="stMain"]')
+                if main and text in main[0].text:
+                    return
+            except StaleElementReferenceException:
+                pass
+            time.sleep(0.25)
+        self.shoot(f"missing-text-{step}")
+        pytest.fail(f"{step}: {text!r} did not appear")
 
     def set_number(self, label: str, value: int) -> None:
         from selenium.webdriver.common.keys import Keys
@@ -237,14 +274,18 @@ class Page:
         field.send_keys(str(value), Keys.ENTER)
 
 
+BATCH_PROMPTS = [
+    b'{"prompt": "The capital of France is Paris."}',
+    b'{"prompt": "One, two, three, four, five."}',
+    b'{"text": "She opened the door and looked outside."}',
+]
 CHARTS = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
 
-def test_every_page_renders_without_an_exception(app_url, browser, tmp_path):
+def test_browser_every_page_renders(app_url, browser, tmp_path):
     folder = tmp_path / "screenshots"
     folder.mkdir()
     page = Page(browser, folder)
-    started = time.monotonic()
     try:
         browser.get(app_url + "/")
         page.wait_for_heading("Explore")
@@ -263,8 +304,15 @@ def test_every_page_renders_without_an_exception(app_url, browser, tmp_path):
         page.wait_idle("batch")
         page.check("batch")
         page.shoot("batch")
-        prompts = len((ROOT / "assets/batch/sample_prompts.txt").read_text().split("\n")) - 1
-        page.button(f"Analyse {prompts} prompts").click()
+        # Three uploaded prompts keep the run short and go through the upload path.
+        upload = tmp_path / "three.jsonl"
+        upload.write_bytes(b"\n".join(BATCH_PROMPTS))
+        page.choose("Upload a file")
+        page.wait_idle("batch upload mode")
+        page.all('input[type="file"]')[0].send_keys(str(upload))
+        page.wait_for_text("3 prompts from 'three.jsonl'", "batch upload")
+        page.wait_idle("batch upload")
+        page.button("Analyse 3 prompts").click()
         page.wait_for(CHARTS, 2, "batch charts")
         page.wait_idle("batch results")
         page.check("batch results")
@@ -284,16 +332,22 @@ def test_every_page_renders_without_an_exception(app_url, browser, tmp_path):
         page.check("gates training")
         page.shoot("gates-results")
 
-        page.open("Present")
+        page.open("Present", heading="Output alignment over the corpus")
         page.wait_idle("present")
         page.wait_for(CHARTS, 1, "present chart")
         page.check("present")
         page.shoot("present")
+
+        # A link to a page opens it in a new session, and each path must work on its own.
+        for title in ("Attenuate", "Batch", "Gates", "Present"):
+            browser.get(f"{app_url}/{title.lower()}")
+            page.wait_for_heading(title)
+            page.wait_idle(f"{title.lower()} by URL")
+            page.check(f"{title.lower()} by URL")
     finally:
         if os.environ.get("RSHIFT_SCREENSHOTS"):
             SCREENSHOT_COPY.mkdir(parents=True, exist_ok=True)
             for shot in page.shots:
                 shutil.copy(shot, SCREENSHOT_COPY / shot.name)
     assert len(page.shots) == 7
-    elapsed = time.monotonic() - started
-    print(f"browser walk took {elapsed:.0f} s; screenshots in {folder}")
+    print(f"browser walk: {', '.join(page.laps)}; screenshots in {folder}")

@@ -46,7 +46,7 @@ class PromptInput:
 
 
 def read_upload(data: bytes, filename: str) -> PromptInput:
-    """Parse an uploaded prompt file; a problem becomes ``error``, never an exception."""
+    """Parse an uploaded prompt file, reporting a ``PromptFileError`` in ``error``."""
     source = f"'{filename}'"
     try:
         parsed = parse_prompt_file(data, filename)
@@ -69,7 +69,7 @@ def format_sample(name: str) -> bytes:
 def remembered_attenuation(num_layers: int, recall) -> Attenuation | None:
     """Return the Attenuate page's remembered setting if it fits this model, else None.
 
-    ``recall`` is ``ui.state.recall``; an alpha of 1 counts as no attenuation.
+    ``recall`` is ``ui.state.recall``. An alpha of 1 counts as no attenuation.
     """
     layer, alpha = recall("layer"), recall("alpha")
     if layer is None or alpha is None:

@@ -25,12 +25,12 @@ KIND_LABELS = {
 
 
 def default_training_text() -> str:
-    """Return the bundled training text: a few paragraphs that train in seconds."""
+    """Return the bundled training text, a few paragraphs long enough for the default settings."""
     return TRAINING_TEXT_FILE.read_text(encoding="utf-8").strip()
 
 
 def read_text_upload(data: bytes, filename: str) -> tuple[str | None, str | None]:
-    """Decode an uploaded text file; return ``(text, None)`` or ``(None, error message)``."""
+    """Decode an uploaded text file into ``(text, None)``, or ``(None, message)`` if unusable."""
     if not data:
         return None, f"'{filename}' is empty (0 bytes). Upload a file with some text."
     if len(data) > MAX_UPLOAD_BYTES:
@@ -43,7 +43,7 @@ def read_text_upload(data: bytes, filename: str) -> tuple[str | None, str | None
     except PromptFileError as error:
         return None, str(error)
     if not text.strip():
-        return None, f"'{filename}' holds only whitespace. Upload a file with some text."
+        return None, f"'{filename}' contains only whitespace. Upload a file with some text."
     return text, None
 
 
@@ -61,6 +61,26 @@ def training_key(model: str, text: str, settings: GateSettings) -> str:
 def gate_values(gate_per_block: dict[int, float], num_layers: int) -> list[float]:
     """Return one gate per block 1..N; blocks without a gate count as 1 (unmodified)."""
     return [float(gate_per_block.get(block, 1.0)) for block in range(1, num_layers + 1)]
+
+
+def gate_range(gate_per_block: dict[int, float]) -> str:
+    """Describe the lowest and highest gate, such as 'lowest 0.962 (block 11), highest ...'."""
+    low = min(gate_per_block, key=gate_per_block.__getitem__)
+    high = max(gate_per_block, key=gate_per_block.__getitem__)
+    return (
+        f"lowest {gate_per_block[low]:.3f} (block {low}), "
+        f"highest {gate_per_block[high]:.3f} (block {high})"
+    )
+
+
+def ungated_note(first_block: int) -> str:
+    """Return a sentence saying that blocks before ``first_block`` show as 1, or ''."""
+    if first_block <= 1:
+        return ""
+    if first_block == 2:
+        return " Block 1 has no gate and shows as 1."
+    joiner = "and" if first_block == 3 else "to"
+    return f" Blocks 1 {joiner} {first_block - 1} have no gate and show as 1."
 
 
 def loss(perplexity: float) -> float | None:

@@ -45,8 +45,20 @@ FAMILY_HELP = (
 )
 
 
+def require_shell() -> None:
+    """Send a page that Streamlit ran on its own, without app.py, through app.py.
+
+    Streamlit runs a file of ``pages/`` directly when the first request after a
+    server start asks for that page's URL; the sidebar and the navigation then
+    never ran. Going through the entry script once fixes it for good.
+    """
+    if "model_settings" not in st.session_state:
+        st.switch_page("app.py")
+
+
 def require_model() -> tuple[ModelSettings, LoadedModel]:
     """Return the sidebar's settings and model, or stop the page with a hint."""
+    require_shell()
     settings, lm = current_model()
     if lm is None:
         st.info("This page needs a model. Pick one in the sidebar that loads.")

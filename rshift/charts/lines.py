@@ -185,13 +185,17 @@ def gate_chart(gates: Sequence[float]) -> alt.LayerChart:
         gates: ``(blocks,)`` one gate per block, block 1 first.
     """
     values = np.asarray(gates, dtype=float)
-    frame = pd.DataFrame({"block": np.arange(1, values.shape[0] + 1), "gate": values})
+    frame = pd.DataFrame(
+        {"block": np.arange(1, values.shape[0] + 1), "gate": values, "unmodified": 1.0}
+    )
+    # Bars grow from 1, the unmodified value, so gates of 0.95 and 1.05 point apart.
     bars = (
         alt.Chart(_inline(frame), title="Learned residual gates")
         .mark_bar()
         .encode(
             x=alt.X("block:O", title="block"),
-            y=alt.Y("gate:Q", title="gate (1 = unmodified)"),
+            y=alt.Y("gate:Q", title="gate (1 = unmodified)", scale=alt.Scale(zero=False)),
+            y2="unmodified:Q",
             tooltip=["block:O", alt.Tooltip("gate:Q", format=".4f")],
         )
     )
@@ -218,7 +222,7 @@ def loss_curve_chart(
         alt.Chart(_inline(frame), title="Loss")
         .mark_line(point=val is not None)
         .encode(
-            x=alt.X("step:Q", title="step"),
+            x=alt.X("step:Q", title="step", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("loss:Q", scale=alt.Scale(zero=False), title="loss (nats)"),
             color=alt.Color("split:N", title=None),
             tooltip=["split:N", "step:Q", alt.Tooltip("loss:Q", format=".4f")],

@@ -85,9 +85,10 @@ def _memory(count: int, repeats: int, threads: int) -> dict[str, object]:
             result = measure_peak(variant, count, threads)
             peaks[variant].append(float(result["growth_bytes"]))
             method = str(result["method"])
+        rshift_mib, naive_mib = peaks["rshift"][-1] / 2**20, peaks["naive"][-1] / 2**20
         log(
             f"  {count} tokens memory {repeat + 1}/{repeats}: "
-            f"rshift {peaks['rshift'][-1] / 2**20:.0f} MiB, naive {peaks['naive'][-1] / 2**20:.0f} MiB"
+            f"rshift {rshift_mib:.0f} MiB, naive {naive_mib:.0f} MiB"
         )
     rshift_peak, naive_peak = Stats.of(peaks["rshift"]), Stats.of(peaks["naive"])
     return {

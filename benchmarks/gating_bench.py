@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 from benchmarks.timing import Stats, log
 from rshift.gating import GateSettings, train_gates
@@ -23,9 +24,9 @@ def run_gating(lm, text: str, steps: int) -> dict[str, object]:
         stamps: list[float] = []
         settings = GateSettings(kind=kind, steps=steps + 1, window=WINDOW)
         started = time.perf_counter()
-        result = train_gates(lm, text, settings, on_step=lambda *_: stamps.append(time.perf_counter()))
+        result = train_gates(lm, text, settings, on_step=_stamper(stamps))
         total = time.perf_counter() - started
-        per_step = Stats.of([later - earlier for earlier, later in zip(stamps, stamps[1:])])
+        per_step = Stats.of([later - earlier for earlier, later in pairwise(stamps)])
         log(f"[gating] {kind}: median step {per_step.median:.3f} s over {steps} steps")
         kinds[kind] = {
             "step_seconds": per_step,
@@ -34,3 +35,12 @@ def run_gating(lm, text: str, steps: int) -> dict[str, object]:
             "validation_tokens": result.validation_tokens,
         }
     return {"window": WINDOW, "steps_timed": steps, "kinds": kinds}
+
+
+def _stamper(stamps: list[float]):
+    """Return an ``on_step`` callback that appends the current time to ``stamps``."""
+
+    def on_step(step: int, loss: float) -> None:
+        stamps.append(time.perf_counter())
+
+    return on_step

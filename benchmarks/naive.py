@@ -49,7 +49,9 @@ def naive_lens(model, tokenizer, text: str, max_tokens: int) -> dict[str, np.nda
 
     embedding = model.model.embed_tokens.weight
     metrics = {
-        "logprob_current": logprobs.gather(-1, current.expand(layers, positions)[..., None])[..., 0],
+        "logprob_current": logprobs.gather(-1, current.expand(layers, positions)[..., None])[
+            ..., 0
+        ],
         "logprob_next": logprobs.gather(-1, following.expand(layers, positions)[..., None])[..., 0],
         "rank_current": (logits > current_logit).sum(dim=-1),
         "rank_next": (logits > next_logit).sum(dim=-1),

@@ -49,7 +49,9 @@ def _tail(completed: subprocess.CompletedProcess) -> str:
 
 def installed_versions(python: Path) -> dict[str, str] | None:
     """Return the nnsight and torch versions that ``python`` imports, or None if either fails."""
-    probe = "import json, nnsight, torch; print(json.dumps([nnsight.__version__, torch.__version__]))"
+    probe = (
+        "import json, nnsight, torch; print(json.dumps([nnsight.__version__, torch.__version__]))"
+    )
     completed = _run([str(python), "-c", probe], timeout=300)
     if completed.returncode != 0:
         return None
@@ -106,15 +108,17 @@ def _check_dry_run(python: Path) -> None:
     """Raise SetupFailed unless pip would install nnsight without touching torch."""
     with tempfile.TemporaryDirectory() as folder:
         report_path = Path(folder) / "report.json"
-        completed = _run(
-            [str(python), "-m", "pip", "install", "--dry-run", "--quiet"]
-            + ["--report", str(report_path), NNSIGHT_REQUIREMENT]
-        )
+        command = [str(python), "-m", "pip", "install", "--dry-run", "--quiet"]
+        completed = _run([*command, "--report", str(report_path), NNSIGHT_REQUIREMENT])
         if completed.returncode != 0 or not report_path.exists():
             raise SetupFailed(f"pip could not resolve {NNSIGHT_REQUIREMENT}: {_tail(completed)}")
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    planned = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]}
-    log(f"[nnsight] pip would install: {', '.join(f'{k}=={v}' for k, v in sorted(planned.items()))}")
+    planned = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]
+    }
+    log(
+        f"[nnsight] pip would install: {', '.join(f'{k}=={v}' for k, v in sorted(planned.items()))}"
+    )
     if "torch" in planned:
         raise SetupFailed(
             f"installing {NNSIGHT_REQUIREMENT} would bring torch {planned['torch']}, "

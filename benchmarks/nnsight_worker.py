@@ -102,7 +102,9 @@ def run(tokens: int, repeats: int, warmup: int) -> dict[str, object]:
     variants = {
         "nnsight": lambda: nnsight_lens(traced, lm, ids, layer, 0.5),
         "rshift_engine": engine,
-        "rshift_analyze": lambda: analyze_text(lm, text, max_tokens=tokens, attenuation=attenuation),
+        "rshift_analyze": lambda: analyze_text(
+            lm, text, max_tokens=tokens, attenuation=attenuation
+        ),
     }
     times = time_interleaved(variants, repeats, warmup, label=f"nnsight {tokens} tokens")
 

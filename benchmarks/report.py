@@ -69,17 +69,36 @@ def slider_section(slider: dict) -> str:
         ]
         for case in slider["cases"]
     ]
-    header = ["layer L", "full recompute s", "run() s", "final() s", "run speed-up", "final speed-up"]
+    header = [
+        "layer L",
+        "full recompute s",
+        "run() s",
+        "final() s",
+        "run speed-up",
+        "final speed-up",
+    ]
     title = f"Slider update at {slider['tokens']} tokens (alpha 0.5) vs full recompute"
     return title + "\n" + table(header, rows)
 
 
 def throughput_section(result: dict) -> str:
     rows = [
-        ["reference F.linear " + "x".join(map(str, result["reference_shape"])), span(result["reference_gflops"], digits=1), "1.00"],
+        [
+            "reference F.linear " + "x".join(map(str, result["reference_shape"])),
+            span(result["reference_gflops"], digits=1),
+            "1.00",
+        ],
         ["square matmul 2048", span(result["square_gflops"], digits=1), "-"],
-        ["lens, matmul part", span(result["lens_matmul_gflops"], digits=1), span(result["matmul_fraction"])],
-        ["lens, whole compute_lens", span(result["lens_gflops"], digits=1), span(result["whole_lens_fraction"])],
+        [
+            "lens, matmul part",
+            span(result["lens_matmul_gflops"], digits=1),
+            span(result["matmul_fraction"]),
+        ],
+        [
+            "lens, whole compute_lens",
+            span(result["lens_gflops"], digits=1),
+            span(result["whole_lens_fraction"]),
+        ],
     ]
     title = (
         f"Lens throughput at {result['tokens']} tokens ({result['lens_rows']} lens rows, "
@@ -123,13 +142,19 @@ def check_targets(results: dict) -> list[dict[str, object]]:
     """Compare the measurements with the performance targets; missing ones are 'not measured'."""
     checks = []
     at_target = next(
-        (r for r in results.get("analysis", []) if r["tokens"] == TARGET_TOKENS and "time_ratio" in r),
+        (
+            r
+            for r in results.get("analysis", [])
+            if r["tokens"] == TARGET_TOKENS and "time_ratio" in r
+        ),
         None,
     )
     speed = at_target["time_ratio"].median if at_target else None
     memory = at_target.get("memory_ratio") if at_target else None
     checks.append(_check("full analysis speed-up vs naive at 256 tokens", "analysis_speed", speed))
-    checks.append(_check("peak memory ratio naive / rshift at 256 tokens", "analysis_memory", memory))
+    checks.append(
+        _check("peak memory ratio naive / rshift at 256 tokens", "analysis_memory", memory)
+    )
 
     slider = results.get("slider")
     case = next((c for c in slider["cases"] if c["name"] == "3N/4"), None) if slider else None
@@ -141,8 +166,13 @@ def check_targets(results: dict) -> list[dict[str, object]]:
     value = throughput["matmul_fraction"].median if throughput else None
     checks.append(_check("lens matmul throughput / measured matmul", "matmul_fraction", value))
     checks.append(
-        {"target": "GPU: 512-token full analysis under 100 ms", "required": "< 0.1 s",
-         "measured": None, "met": None, "note": "not measured: no GPU in this run"}
+        {
+            "target": "GPU: 512-token full analysis under 100 ms",
+            "required": "< 0.1 s",
+            "measured": None,
+            "met": None,
+            "note": "not measured: no GPU in this run",
+        }
     )
     return checks
 

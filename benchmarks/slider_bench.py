@@ -26,9 +26,7 @@ def run_slider(lm, text: str, tokens: int, repeats: int, warmup: int) -> dict[st
         attenuation = Attenuation(layer, ALPHA)
         log(f"[slider] {tokens} tokens, L = {name} = {layer}")
         variants = {
-            "full": lambda a=attenuation: analyze_text(
-                lm, text, max_tokens=tokens, attenuation=a
-            ),
+            "full": lambda a=attenuation: analyze_text(lm, text, max_tokens=tokens, attenuation=a),
             "run": lambda a=attenuation: live.run(a),
             "final": lambda a=attenuation: live.final(a),
         }

@@ -70,7 +70,9 @@ def run_throughput(lm, text: str, tokens: int, repeats: int, warmup: int) -> dic
         for name, step in steps.items():
             runs[name].append(step())
         whole, matmul = runs["lens"][-1]
-        log(f"[throughput] repeat {repeat + 1}/{repeats}: lens {whole:.3f} s, matmul {matmul:.3f} s")
+        log(
+            f"[throughput] repeat {repeat + 1}/{repeats}: lens {whole:.3f} s, matmul {matmul:.3f} s"
+        )
 
     gflop = {
         "reference": 2 * REFERENCE_ROWS * adapter.hidden_size * adapter.vocab_size / 1e9,
@@ -82,7 +84,9 @@ def run_throughput(lm, text: str, tokens: int, repeats: int, warmup: int) -> dic
     lens_whole = Stats.of([gflop["lens"] / whole for whole, _ in runs["lens"]])
     lens_matmul = Stats.of([gflop["lens"] / matmul for _, matmul in runs["lens"]])
     # Pair each lens run with the reference run next to it, as for time ratios.
-    matmul_fraction = Stats.of([b / a for a, b in zip(reference.runs, lens_matmul.runs, strict=True)])
+    matmul_fraction = Stats.of(
+        [b / a for a, b in zip(reference.runs, lens_matmul.runs, strict=True)]
+    )
     whole_fraction = Stats.of([b / a for a, b in zip(reference.runs, lens_whole.runs, strict=True)])
     return {
         "tokens": tokens,

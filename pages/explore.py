@@ -44,14 +44,14 @@ with switch_column:
     skip_first = st.toggle(
         "Leave out the first token",
         key="explore_skip_first",
-        help="The first token has no context; it is left out of colour ranges, the "
-        "aligned fraction and the median shift layer (it is still drawn).",
+        help="The first token has no context. It is left out of colour ranges, the "
+        "aligned fraction and the median shift layer, and still drawn.",
     )
     skip_sinks = st.toggle(
         "Leave out sink positions",
         key="explore_skip_sinks",
-        help="Attention sinks are positions whose residual norm is far above the rest; "
-        "they dominate colour ranges.",
+        help="Attention sinks are positions whose residual norm is far above the rest, "
+        "so they dominate colour ranges.",
     )
     show_shift = st.toggle(
         "Mark the shift layer", key="explore_show_shift", help="A diamond per position"

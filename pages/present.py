@@ -3,6 +3,7 @@
 import html
 import re
 
+import altair as alt
 import streamlit as st
 
 from rshift import export
@@ -12,6 +13,7 @@ from ui.figures import figures, remove_figure, update_figure
 from ui.state import remember
 
 SCALES = (1.0, 1.3, 1.6, 2.0, 2.5)
+SLIDE_HEIGHT = 520
 
 views.require_shell()
 views.publish_view()
@@ -25,7 +27,7 @@ if not slides:
         "shows up here, one per slide, in large type, ready to export as PNG, SVG or one "
         "offline HTML file."
     )
-    st.page_link("pages/explore.py", label="Go to Explore", icon="🔍")
+    st.page_link("pages/explore.py", label="Go to Explore", icon=":material/search:")
     st.stop()
 
 count = len(slides)
@@ -70,7 +72,12 @@ views.seed("present_scale", "talk_scale", 1.6, valid=lambda value: value in SCAL
 
 st.title(slide.title)
 chart = apply_talk_theme(slide.chart, scale=st.session_state["present_scale"])
-st.altair_chart(chart, theme=None, width="content")
+# Composite charts (stacked heatmaps) keep their own size; single views fill the width.
+composite = isinstance(chart, alt.VConcatChart | alt.HConcatChart | alt.ConcatChart)
+if composite:
+    st.altair_chart(chart, theme=None, width="content")
+else:
+    st.altair_chart(chart, theme=None, width="stretch", height=SLIDE_HEIGHT)
 if slide.caption:
     st.markdown(
         f'<p style="font-size:1.35rem">{html.escape(slide.caption)}</p>', unsafe_allow_html=True
@@ -93,7 +100,7 @@ png.download_button(
     file_name=f"{file_stem(slide.title)}.png",
     mime="image/png",
     on_click="ignore",
-    icon="🖼️",
+    icon=":material/image:",
     key="download_png",
 )
 svg.download_button(
@@ -102,7 +109,7 @@ svg.download_button(
     file_name=f"{file_stem(slide.title)}.svg",
     mime="image/svg+xml",
     on_click="ignore",
-    icon="📐",
+    icon=":material/draw:",
     key="download_svg",
 )
 everything.download_button(
@@ -111,7 +118,7 @@ everything.download_button(
     file_name="rshift-figures.html",
     mime="text/html",
     on_click="ignore",
-    icon="📦",
+    icon=":material/folder_zip:",
     help="One self-contained page with every figure; it opens without a network connection",
     key="download_html",
 )

@@ -175,7 +175,7 @@ class LiveAnalysis:
         limit = lm.max_context if max_tokens is None else min(max_tokens, lm.max_context)
         self.lm = lm
         self.chunk_bytes = chunk_bytes
-        self.text = tokenize(lm.tokenizer, text, limit)
+        self.text = tokenize(lm.tokenizer, text, limit, lm.max_context)
         self.stream: Stream = capture_stream(lm, self.text.ids)
         self.baseline = self._finish(
             self.stream,

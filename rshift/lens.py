@@ -21,9 +21,14 @@ from rshift.adapters import Adapter
 # keeps the lens matmul at 128 rows or more even for a 262k vocabulary, where
 # fewer rows leave the CPU matmul well below its throughput.
 DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
-# Rows of one chunk are reduced a block at a time, so the logits block and its
-# two scratch buffers stay in the CPU's cache across the several passes.
-BLOCK_BYTES = 4 * 1024 * 1024
+# Each chunk's logits are reduced a block of rows at a time, reusing two scratch
+# buffers of the block's size. Smaller blocks stay in the CPU cache, but on a
+# CPU shared with other processes every parallel op waits for all of torch's
+# threads to be scheduled, so many small ops lose more than the cache gains.
+# On a 2-core machine shared with other processes (SmolLM2, 64 tokens), 32 MiB
+# blocks were the fastest of 4, 8, 16 and 32 MiB; on the idle machine, 4 MiB
+# blocks were about 20% faster than unblocked 128 MiB chunks.
+BLOCK_BYTES = 32 * 1024 * 1024
 TOP_K = 5
 
 LENS_METRICS = (
@@ -150,7 +155,7 @@ def _lens_chunk(adapter, hidden, current, following, top_k) -> dict[str, torch.T
 
 
 def _reduce_block(logits, current, following, top_k, scratch) -> dict[str, torch.Tensor]:
-    """Reduce ``(rows, vocab)`` logits to the lens metrics, reusing ``scratch`` ``(2, rows, vocab)``.
+    """Reduce ``(rows, vocab)`` logits to the metrics, reusing ``scratch`` ``(2, rows, vocab)``.
 
     The log-normaliser is torch.logsumexp's own computation (max with infinities
     replaced by 0, exp of the shifted logits, sum, log) written out, so that one

@@ -44,8 +44,13 @@ class TokenizedText:
         return int(self.ids.numel())
 
 
-def tokenize(tokenizer, text: str, max_tokens: int | None = None) -> TokenizedText:
+def tokenize(
+    tokenizer, text: str, max_tokens: int | None = None, context: int | None = None
+) -> TokenizedText:
     """Tokenize ``text`` with default special tokens, truncating to ``max_tokens``.
+
+    ``context`` is the model's context length; when it is what limits the
+    text, the notice says so instead of suggesting a higher token cap.
 
     Raises:
         EmptyTextError: for empty or whitespace-only text.
@@ -61,7 +66,12 @@ def tokenize(tokenizer, text: str, max_tokens: int | None = None) -> TokenizedTe
         ids = ids[:max_tokens]
         warnings.append(
             f"The text has {max_tokens + dropped} tokens; kept the first {max_tokens} and "
-            f"dropped {dropped}. Raise the token limit to analyse more."
+            f"dropped {dropped}. "
+            + (
+                f"The model's context is {context} tokens."
+                if context is not None and max_tokens >= context
+                else "Raise the token cap to analyse more."
+            )
         )
         logger.warning(warnings[-1])
 

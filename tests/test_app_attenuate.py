@@ -53,9 +53,9 @@ def test_layer_changes_perplexity(attenuate):
 
 def test_alpha_one_is_unmodified(attenuate):
     attenuate.slider(key="attenuate_alpha").set_value(1.0).run()
-    shown = metrics(attenuate)
-    assert shown["Perplexity, attenuated"] == shown["Perplexity, unmodified"]
-    assert shown["Same top prediction"] == "100%"
+    values = metrics(attenuate)
+    assert values["Perplexity, attenuated"] == values["Perplexity, unmodified"]
+    assert values["Same top prediction"] == "100%"
 
 
 @pytest.mark.parametrize("mode", ["attention", "mlp"])

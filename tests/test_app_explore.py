@@ -33,7 +33,7 @@ def test_default_view(explore):
 
 
 def test_truncation_notice(explore):
-    # The tiny model's context is 128 tokens; the default sample is longer.
+    # The tiny model's context is 128 tokens, and the default sample is longer.
     assert any("kept the first 128" in warning.value for warning in explore.warning)
 
 

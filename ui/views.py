@@ -1,9 +1,9 @@
 """Widgets, messages and cached charts shared by the Explore, Attenuate and Present pages.
 
-Widgets here keep their value across page switches: each one is seeded from
-``ui.state.recall`` before it is drawn and its value is stored back with
-``ui.state.remember`` afterwards, so the same text and metric follow the
-user from page to page and into the URL query.
+Widgets here keep their value across page switches. Each one is seeded from
+``ui.state.recall`` before it is drawn, and its value is stored back with
+``ui.state.remember`` afterwards. So the same text and metric follow the user
+from page to page and into the URL query.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ FAMILY_HELP = (
 def require_shell() -> None:
     """Send a page that Streamlit ran on its own, without app.py, through app.py.
 
-    Streamlit runs a file of ``pages/`` directly when the first request after a
-    server start asks for that page's URL; the sidebar and the navigation then
-    never ran. Going through the entry script once fixes it for good.
+    When the first request after a server start is for a page's URL, Streamlit
+    runs that file of ``pages/`` directly, so the sidebar and the navigation never
+    ran. Going through the entry script once fixes it for the whole server process.
     """
     if "model_settings" not in st.session_state:
         st.switch_page("app.py")
@@ -93,7 +93,7 @@ def sample_prompts() -> dict[str, str]:
 
 
 def prompt_box(page: str) -> str:
-    """Draw the sample picker and the text box; return the text.
+    """Draw the sample picker and the text box, and return the text.
 
     The text is shared by every page and published in the URL query.
     """
@@ -126,7 +126,7 @@ def prompt_box(page: str) -> str:
         key=text_key,
         height=130,
         on_change=mark_edited,
-        help="Any text; it is tokenized with the model's own tokenizer. Press Ctrl+Enter to apply.",
+        help="Any text, tokenized with the model's own tokenizer. Press Ctrl+Enter to apply.",
     )
     remember("prompt", text)
     return text
@@ -166,7 +166,7 @@ def analyse(lm: LoadedModel, settings: ModelSettings, text: str) -> LiveAnalysis
     except ValueError as error:
         st.error(f"Could not analyse this text: {error}")
     except RuntimeError as error:
-        logger.warning("Analysis failed: %s", error)
+        logger.warning("Analysis of %d characters with %s failed: %s", len(text), lm.name, error)
         st.error(
             f"The model failed on this text: {error}. Try a lower token cap in the sidebar "
             "or another device."
@@ -196,14 +196,20 @@ def snippet(text: str, length: int = 70) -> str:
 
 
 def show_chart(chart: alt.TopLevelMixin, **options) -> None:
-    """Draw an Altair chart at its own size."""
+    """Draw an Altair chart at its own size, with room for its axes and title.
+
+    Streamlit fits a single view into its ``height``, so long rotated token
+    labels would squeeze the plot. Inside a concatenation the size is the plot's.
+    """
+    if not isinstance(chart, alt.VConcatChart | alt.HConcatChart | alt.ConcatChart):
+        chart = alt.vconcat(chart)
     st.altair_chart(chart, width="content", **options)
 
 
 # ---------------------------------------------------------------- cached charts
 #
-# The first argument of each builder is left out of the cache key (leading
-# underscore); ``key`` stands for it: model key, text, token cap and attenuation.
+# Streamlit leaves arguments with a leading underscore out of the cache key, so
+# ``key`` stands for the analysis: model key, text, token cap and attenuation.
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

@@ -98,7 +98,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-install",
         action="store_true",
-        help="never create the nnsight environment; skip nnsight when it is missing",
+        help="never create the nnsight environment, and skip nnsight when it is missing",
     )
     parser.add_argument(
         "--setup-nnsight",

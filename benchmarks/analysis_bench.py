@@ -9,9 +9,9 @@ from benchmarks.naive import agreement, naive_lens
 from benchmarks.timing import Stats, log, paired_ratio, time_interleaved
 from rshift.analysis import analyze_text
 
-# The naive lens held about 4.3 times its float32 logits at its peak on
-# SmolLM2 (6.7 GB at 256 tokens: logits, log-probabilities and the int64 copy
-# that summing a bool comparison makes); 5 leaves a margin.
+# The naive lens peaked at about 4.3 times its float32 logits on SmolLM2
+# (6.7 GB at 256 tokens, 1.6 GB at 64), measured with benchmarks.memory.
+# A factor of 5 leaves a margin.
 NAIVE_PEAK_FACTOR = 5
 SPARE_BYTES = 1 << 30
 
@@ -43,7 +43,7 @@ def naive_fits(lm, tokens: int) -> tuple[bool, str]:
 
 
 def run_analysis(lm, text: str, tokens: list[int], repeats: int, warmup: int, memory_repeats: int):
-    """Time and measure both variants at each token count; return one record per count.
+    """Time and measure both variants at each token count, one record per count.
 
     The smallest count also checks that both variants compute the same numbers.
     """

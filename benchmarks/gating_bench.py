@@ -14,8 +14,8 @@ WINDOW = 64
 def run_gating(lm, text: str, steps: int) -> dict[str, object]:
     """Train each gate kind for ``steps + 1`` steps and time steps 2..steps+1.
 
-    ``train_gates`` reports each finished step through ``on_step``; the time
-    between two reports is one step. The first step has no report before it,
+    ``train_gates`` reports each finished step through ``on_step``, so the
+    time between two reports is one step. The first step has no report before it,
     so it serves as the warm-up. Validation before and after training is not
     part of any step.
     """

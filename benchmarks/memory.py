@@ -1,7 +1,7 @@
 """Peak memory of one full analysis, measured in a fresh process per run.
 
-Each measurement starts ``python -m benchmarks.memory VARIANT TOKENS``. That
-process loads the model, runs the variant once on a short text so lazy
+Each measurement starts ``python -m benchmarks.memory VARIANT TOKENS THREADS``.
+That process loads the model, runs the variant once on a short text so lazy
 initialisation is done, and records its resident set size (RSS) as the
 baseline. It then resets the kernel's peak-RSS mark by writing 5 to
 ``/proc/self/clear_refs``, runs the variant on the full text, and reads the
@@ -84,7 +84,7 @@ def _variant(name: str):
         return lambda lm, text, count: analyze_text(lm, text, max_tokens=count)
     if name == "naive":
         return lambda lm, text, count: naive_lens(lm.model, lm.tokenizer, text, count)
-    raise ValueError(f"Unknown memory variant {name!r}; use 'rshift' or 'naive'.")
+    raise ValueError(f"Unknown memory variant {name!r}. Use 'rshift' or 'naive'.")
 
 
 def probe(variant: str, tokens: int, threads: int) -> dict[str, object]:
@@ -108,7 +108,7 @@ def probe(variant: str, tokens: int, threads: int) -> dict[str, object]:
         baseline = max(baseline, _max_rss_bytes())
         run(lm, text, tokens)
         peak = _max_rss_bytes()
-        method = "ru_maxrss (cannot be reset; may read low)"
+        method = "ru_maxrss, which cannot be reset and may read low"
     return {
         "variant": variant,
         "tokens": tokens,

@@ -1,10 +1,11 @@
 """The baseline: a logit lens written the direct way with Hugging Face outputs.
 
-This is how a logit lens usually looks in a notebook: ask the model for all
-hidden states, stack them, push every state through the final norm and the
-head at once, take a log-softmax over the whole ``(layers, positions, vocab)``
-tensor, and read the metrics off it. It is written for the Llama layout of
-the bundled SmolLM2 (``model.model.norm``, ``model.lm_head``).
+This is how a logit lens usually looks in a notebook. It asks the model for
+all hidden states and stacks them. Then it pushes every state through the
+final norm and the head at once, takes a log-softmax over the whole
+``(layers, positions, vocab)`` tensor, and reads the metrics off it. It is
+written for the Llama layout of the bundled SmolLM2 (``model.model.norm``,
+``model.lm_head``).
 
 NOTE: Hugging Face's last hidden state is already normalised, so this lens
 normalises it a second time. rshift reads h_N before the final norm instead.

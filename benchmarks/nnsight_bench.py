@@ -30,7 +30,7 @@ PIP_TIMEOUT_S = 900
 
 
 class SetupFailed(RuntimeError):
-    """nnsight could not be set up; the message says why."""
+    """nnsight could not be set up. The message gives the reason."""
 
 
 def venv_python(venv: Path = VENV_DIR) -> Path:
@@ -71,7 +71,7 @@ def prepare(install: bool) -> Path:
         return python
     if not install:
         raise SetupFailed(
-            f"nnsight is not set up in {VENV_DIR}; run `python -m benchmarks --setup-nnsight` "
+            f"nnsight is not set up in {VENV_DIR}. Run `python -m benchmarks --setup-nnsight`, "
             "or leave out --no-install"
         )
     shutil.rmtree(VENV_DIR, ignore_errors=True)
@@ -84,7 +84,10 @@ def prepare(install: bool) -> Path:
             raise SetupFailed(f"pip install {NNSIGHT_REQUIREMENT} failed: {_tail(completed)}")
         versions = installed_versions(python)
         if versions is None or versions["torch"] != torch.__version__:
-            raise SetupFailed(f"after installing, the environment imports {versions}")
+            raise SetupFailed(
+                f"after installing, the environment imports {versions}, "
+                f"not torch {torch.__version__}"
+            )
     except (SetupFailed, subprocess.TimeoutExpired, OSError):
         shutil.rmtree(VENV_DIR, ignore_errors=True)
         raise

@@ -4,10 +4,10 @@ This module runs inside the separate environment that ``nnsight_bench`` sets
 up (nnsight is not an rshift dependency). It prints progress to stderr and
 one JSON object to stdout.
 
-The nnsight version is written the way its documentation suggests: inside
-one ``trace``, read each block's output in order, replace the output of block
-L with the attenuated one, and decode every state through the model's own
-final norm and head, keeping only the six contract metrics per layer.
+The nnsight version follows the style of nnsight's README. Inside one
+``trace`` it reads each block's output in order and replaces the output of
+block L with the attenuated one. It decodes every state through the model's
+own final norm and head and keeps only the six contract metrics per layer.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def gating_section(result: dict) -> str:
 
 
 def check_targets(results: dict) -> list[dict[str, object]]:
-    """Compare the measurements with the performance targets; missing ones are 'not measured'."""
+    """Compare the measurements with the performance targets, None where one was not run."""
     checks = []
     at_target = next(
         (

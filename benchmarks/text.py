@@ -2,8 +2,8 @@
 
 The prose is plain and varied (numbers, names, punctuation, a few accented
 letters), so the tokenizer produces a mix of common and rare tokens, as a
-real prompt would. It is repeated when a run asks for more tokens than one
-copy gives.
+real prompt would. It is repeated when a run needs more tokens than one copy
+contains.
 """
 
 from __future__ import annotations

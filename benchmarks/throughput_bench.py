@@ -1,8 +1,8 @@
 """Lens matmul throughput as a fraction of a plain float32 matmul measured in the same run.
 
 The reference is ``F.linear`` of ``REFERENCE_ROWS`` random rows with the
-model's own unembedding matrix: the lens matmul's inner size and vocabulary,
-with enough rows for the BLAS kernel to reach its speed. A square 2048 matmul
+model's own unembedding matrix. It has the lens matmul's inner size and
+vocabulary, with enough rows for the BLAS kernel to reach its speed. A square 2048 matmul
 is reported beside it as the machine's best case. The lens is timed as a
 whole (``compute_lens``) and, through the torch profiler, by the time spent
 inside its matrix products (``aten::mm`` and ``aten::addmm``).

@@ -45,7 +45,7 @@ def log(message: str) -> None:
 
 
 def time_call(function: Callable[[], object]) -> float:
-    """Return the wall-clock seconds of one call; the result is dropped before returning."""
+    """Return the wall-clock seconds of one call, discarding its result."""
     gc.collect()
     start = time.perf_counter()
     function()

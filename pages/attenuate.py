@@ -54,16 +54,27 @@ st.subheader("Top predictions")
 view.predictions(base, attenuated, labels, lm.tokenizer)
 
 st.subheader("Greedy continuation")
-with st.spinner("Continuing the text..."):
-    for column, title, applied in zip(
-        st.columns(2), ("Unmodified", "Attenuated"), (None, attenuation), strict=True
-    ):
-        generated = continuation(live, key, text, settings.max_tokens, applied, CONTINUATION_TOKENS)
-        column.markdown(f"**{title}**")
-        column.code(
-            generated or "(nothing: the model stopped at once)", language=None, wrap_lines=True
-        )
-st.caption(f"The next {CONTINUATION_TOKENS} tokens, each the most likely one.")
+# Generating runs the model once per new token, the slowest part of a slider
+# update on a CPU, so it is opt-in.
+show_continuation = st.toggle(
+    "Continue the text",
+    key="attenuate_continuation",
+    help=f"Generate the next {CONTINUATION_TOKENS} tokens with and without the attenuation. "
+    "Each new setting then takes a few seconds longer on a CPU.",
+)
+if show_continuation:
+    with st.spinner("Continuing the text..."):
+        for column, title, applied in zip(
+            st.columns(2), ("Unmodified", "Attenuated"), (None, attenuation), strict=True
+        ):
+            generated = continuation(
+                live, key, text, settings.max_tokens, applied, CONTINUATION_TOKENS
+            )
+            column.markdown(f"**{title}**")
+            column.code(
+                generated or "(nothing: the model stopped at once)", language=None, wrap_lines=True
+            )
+    st.caption(f"The next {CONTINUATION_TOKENS} tokens, each the most likely one.")
 
 # ---------------------------------------------------------------- maps under attenuation
 

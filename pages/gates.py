@@ -317,7 +317,7 @@ if ready:
     st.caption(
         f"The text has {have:,} tokens; with a {gate_settings.window}-token window and a "
         f"{gate_settings.validation_fraction:.0%} validation share these settings need at least "
-        f"{need:,}.{enough}"
+        f"{need:,} tokens.{enough}"
     )
 elif text is not None and not text.strip():
     st.warning("The text is empty. Type or paste some text, or upload a file.")

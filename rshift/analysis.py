@@ -205,7 +205,16 @@ class LiveAnalysis:
         so it is what a slider should call first.
         """
         if attenuation is None or attenuation.is_identity:
-            return final_prediction(self.lm, self.stream.resid[-1], self.text.ids)
+            # The baseline's own numbers, so alpha = 1 reports exactly what analyze does.
+            if attenuation is not None:
+                attenuation.validate(self.lm.adapter.num_layers)
+            base = self.baseline
+            return FinalPrediction(
+                nll=base.nll,
+                perplexity=base.perplexity,
+                top_ids=base.lens.top_ids[-1],
+                top_probs=base.lens.top_probs[-1],
+            )
         attenuation.validate(self.lm.adapter.num_layers)
         stream = recompute_from(self.lm, self.stream, attenuation.layer, attenuation)
         return final_prediction(self.lm, stream.resid[-1], self.text.ids)

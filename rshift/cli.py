@@ -221,12 +221,15 @@ def _attenuation(args):
 
 
 def _read_text(path: Path) -> str:
+    """Read a text file as UTF-8, or UTF-16/32 with a byte-order mark, like uploads."""
+    from rshift.prompts import decode_upload
+
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError as error:
         raise InputError(f"Text file {path} not found.") from error
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text: {error}") from error
+    text, _encoding = decode_upload(data, path.name)
+    return text
 
 
 def _check_max_tokens(args) -> None:
@@ -310,6 +313,8 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
             layers = [int(part) for part in spec.split(",") if part.strip()]
     except ValueError as error:
         raise InputError(f"Invalid --layers {spec!r}; use 'all', '10-30' or '5,10,20'.") from error
+    if not layers:
+        raise InputError(f"Invalid --layers {spec!r}: the range is empty or runs backwards.")
     bad = [layer for layer in layers if not 1 <= layer <= num_layers]
     if not layers or bad:
         raise InputError(f"--layers must name blocks in 1..{num_layers}; got {spec!r}.")
@@ -371,15 +376,18 @@ def run_sweep(args) -> int:
 
 
 def run_train_gates(args) -> int:
+    import torch
     from tqdm import tqdm
 
-    from rshift.gating import GateSettings, save_gates, train_gates
+    from rshift.gating import GateSettings, save_gates, split_windows, train_gates
 
     text = _read_text(args.text_file)
     settings = GateSettings(
         kind=args.kind, steps=args.steps, learning_rate=args.learning_rate, window=args.window
     )
     lm = _load(args)
+    # Reject too little text before a progress bar appears.
+    split_windows(torch.tensor(lm.tokenizer(text)["input_ids"]), settings)
     with tqdm(total=settings.steps, desc="Training gates", unit="step") as bar:
 
         def on_step(step: int, loss: float) -> None:
@@ -391,6 +399,8 @@ def run_train_gates(args) -> int:
     print(f"validation perplexity after:  {result.validation_after:.3f}")
     gates = ", ".join(f"{block}:{value:.3f}" for block, value in result.gate_per_block.items())
     print(f"gate per block: {gates}")
+    for note in result.notes:
+        print(f"warning: {note}")
     if args.out:
         save_gates(args.out, result)
         print(f"saved {args.out}")

@@ -173,10 +173,15 @@ def split_windows(ids: torch.Tensor, settings: GateSettings) -> tuple[list, list
             f"window (roughly {needed * 3 // 4} words); this text has {ids.numel()}. "
             "Add more text or lower the window."
         )
-    split = int(ids.numel() * (1 - settings.validation_fraction))
+    split = split_point(ids, settings)
     train = _windows(ids[:split], settings.window)
     validation = _windows(ids[split:], settings.window)
     return train, validation
+
+
+def split_point(ids: torch.Tensor, settings: GateSettings) -> int:
+    """Return the index of the first validation token."""
+    return int(ids.numel() * (1 - settings.validation_fraction))
 
 
 def _windows(ids: torch.Tensor, window: int) -> list[torch.Tensor]:
@@ -244,6 +249,13 @@ def train_gates(
 
     after = validation_perplexity(lm, validation, gates)
     logger.info("Gate training: validation perplexity %.3f -> %.3f", before, after)
+    notes = []
+    if after > before:
+        notes.append(
+            f"Validation perplexity rose from {before:.3f} to {after:.3f}: these gates fit the "
+            "training windows but not the held-out text. Train on more text or for fewer steps."
+        )
+        logger.warning(notes[-1])
     return GateTrainingResult(
         gates=gates,
         settings=settings,
@@ -253,8 +265,9 @@ def train_gates(
         gate_per_block=mean_gates(lm, validation, gates),
         text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         model_name=lm.name,
-        train_tokens=sum(w.numel() for w in train),
-        validation_tokens=sum(w.numel() for w in validation),
+        train_tokens=split_point(ids, settings),
+        validation_tokens=ids.numel() - split_point(ids, settings),
+        notes=notes,
     )
 
 

@@ -430,7 +430,7 @@ def _jsonl_line_prompt(line: str, number: int, label: str) -> str:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         raise PromptFileError(
-            f"{label} line {number} is not valid JSON ({exc.msg} at column {exc.colno}). "
+            f"{label} line {number} is not valid JSON ({exc.msg}: column {exc.colno}). "
             "Each line must hold one JSON string or one object with a 'prompt' or 'text' key."
         ) from None
     try:

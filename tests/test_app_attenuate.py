@@ -34,6 +34,12 @@ def test_default_view(attenuate):
     assert attenuate.slider(key="attenuate_alpha").value == 0.5
     assert float(metrics(attenuate)["Perplexity, attenuated"].replace(",", "")) > 0
     assert attenuate.metric[1].delta.endswith("%")
+    assert len(attenuate.code) == 0
+
+
+def test_continuation_toggle_shows_both(attenuate):
+    attenuate.toggle(key="attenuate_continuation").set_value(True).run()
+    assert not attenuate.exception
     assert len(attenuate.code) == 2
 
 

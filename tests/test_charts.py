@@ -209,7 +209,14 @@ def test_rank_symlog():
     units = maps(charts.alignment_heatmaps(fake_analysis(), "rank").to_dict())
     assert colour_scale(units[0])["type"] == "symlog"
     assert colour_scale(units[0])["domain"][0] == 0
-    assert colour_scale(units[2])["type"] == "symlog"
+    assert colour_scale(units[2])["type"] == "linear"
+
+
+def test_rank_difference_is_log_scale():
+    frame = charts.alignment_frame(fake_analysis(), "rank")
+    expected = np.log10(frame["next"] + 1) - np.log10(frame["current"] + 1)
+    np.testing.assert_allclose(frame["difference"], expected)
+    assert frame["difference"].abs().max() <= np.log10(frame[["current", "next"]].max().max() + 1)
 
 
 def test_layer_axis():

@@ -83,10 +83,10 @@ def _colour_scale(family: str, domain: list[float]) -> alt.Scale:
 
 
 def _difference_scale(family: str, domain: list[float]) -> alt.Scale:
-    # Reversed for rank so that the same colour always means "favours the next token".
-    kind = "symlog" if family == "rank" else "linear"
+    # Rank differences are already on a log10 scale. Reversed for rank so that
+    # the same colour always means "favours the next token".
     return alt.Scale(
-        type=kind,
+        type="linear",
         domain=domain,
         domainMid=0,
         clamp=True,

@@ -78,8 +78,24 @@ def alignment_frame(
     frame = _cell_frame(analysis, tokenizer, top_labels, exclude)
     frame["current"] = _metric(analysis, f"{family}_current").ravel()
     frame["next"] = _metric(analysis, f"{family}_next").ravel()
-    frame["difference"] = frame["next"] - frame["current"]
+    frame["difference"] = _difference(frame["next"], frame["current"], family)
     return frame
+
+
+def _difference_title(family: str) -> str:
+    return "log10 rank: next − current" if family == "rank" else "next − current"
+
+
+def _difference(new: pd.Series, old: pd.Series, family: str) -> pd.Series:
+    """Return ``new - old``; for ranks, the difference of log10(rank + 1).
+
+    Ranks span 0 to the vocabulary size, so a raw difference is dominated by
+    tail tokens; on the log scale a step from rank 0 to 9 weighs as much as
+    one from 99 to 999.
+    """
+    if family == "rank":
+        return np.log10(new + 1) - np.log10(old + 1)
+    return new - old
 
 
 def _cell_frame(analysis, tokenizer, top_labels, exclude) -> pd.DataFrame:
@@ -173,15 +189,21 @@ def alignment_heatmaps(
     difference = _difference_scale(family, symmetric_domain(kept["difference"], percentiles))
 
     grid = Grid.of(analysis, width, height)
-    number = "d" if family == "rank" else ".4g"
+    number = ".6~g" if family == "rank" else ".4g"
     tooltip = _tooltip(
-        [("current", "current"), ("next", "next"), ("difference", "next − current")], number
+        [("current", "current"), ("next", "next"), ("difference", _difference_title(family))],
+        number,
     )
     maps = [
         _map(grid, "current", f"Input alignment: {family}_current", pair, family, tooltip),
         _map(grid, "next", f"Output alignment: {family}_next", pair, family, tooltip),
         _map(
-            grid, "difference", "Difference: next − current", difference, "next − current", tooltip
+            grid,
+            "difference",
+            f"Difference: {_difference_title(family)}",
+            difference,
+            _difference_title(family),
+            tooltip,
         ),
     ]
     if show_shift:
@@ -210,12 +232,12 @@ def difference_heatmap(
     frame = _cell_frame(other, tokenizer, top_labels, exclude)
     frame["baseline"] = _metric(base, metric).ravel()
     frame["attenuated"] = _metric(other, metric).ravel()
-    frame["difference"] = frame["attenuated"] - frame["baseline"]
+    family = _family_of(metric)
+    frame["difference"] = _difference(frame["attenuated"], frame["baseline"], family)
 
     domain = symmetric_domain(frame.loc[~frame["excluded"], "difference"], percentiles)
-    family = _family_of(metric)
     fields = [("baseline", "baseline"), ("attenuated", "attenuated"), ("difference", "difference")]
-    tooltip = _tooltip(fields, "d" if family == "rank" else ".4g")
+    tooltip = _tooltip(fields, ".6~g" if family == "rank" else ".4g")
     title = alt.Title(f"{metric}: attenuated − baseline", subtitle=_attenuation_note(other, frame))
     grid = Grid.of(other, width, height)
     chart = _map(grid, "difference", "", _difference_scale(family, domain), "difference", tooltip)

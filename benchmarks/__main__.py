@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks                      # the full run (about 10-20 minutes on 2 cores)
+    python -m benchmarks                      # the full run
     python -m benchmarks --quick              # a smoke run at 64 and 128 tokens
     python -m benchmarks --tokens 64,256 --repeats 5 --json out/bench.json
 
@@ -40,7 +40,7 @@ def token_list(value: str) -> list[int]:
     return counts
 
 
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
@@ -76,7 +76,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="fresh processes per variant and token count for peak memory "
-        "(default: as --repeats, 1 with --quick; 0 skips memory)",
+        "(default: the --repeats value, or 1 with --quick. 0 skips memory)",
     )
     parser.add_argument(
         "--gate-steps",
@@ -111,21 +111,35 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_JSON,
         help="where to write the results (default benchmarks/results.json)",
     )
+    return parser
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line and fill in the defaults that depend on ``--quick``."""
+    parser = build_parser()
     arguments = parser.parse_args(argv)
 
     quick = arguments.quick
-    arguments.tokens = arguments.tokens or ([64, 128] if quick else [64, 128, 256, 512])
-    arguments.detail_tokens = arguments.detail_tokens or (128 if quick else 256)
-    arguments.repeats = arguments.repeats or (2 if quick else 3)
+    defaults = {
+        "tokens": [64, 128] if quick else [64, 128, 256, 512],
+        "detail_tokens": 128 if quick else 256,
+        "repeats": 2 if quick else 3,
+        "gate_steps": 2 if quick else 5,
+    }
+    for name, value in defaults.items():
+        if getattr(arguments, name) is None:
+            setattr(arguments, name, value)
     if arguments.memory_repeats is None:
         arguments.memory_repeats = 1 if quick else arguments.repeats
-    arguments.gate_steps = arguments.gate_steps or (2 if quick else 5)
+
     arguments.only = [name.strip() for name in arguments.only.split(",") if name.strip()]
     unknown = set(arguments.only) - set(SECTIONS)
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}")
-    if arguments.repeats < 1 or arguments.warmup < 0 or arguments.gate_steps < 1:
-        parser.error("--repeats and --gate-steps must be 1 or more, --warmup 0 or more")
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}. Use {', '.join(SECTIONS)}")
+    if arguments.repeats < 1 or arguments.gate_steps < 1 or arguments.detail_tokens < 2:
+        parser.error("--repeats and --gate-steps must be 1 or more, --detail-tokens 2 or more")
+    if arguments.warmup < 0 or arguments.memory_repeats < 0:
+        parser.error("--warmup and --memory-repeats must be 0 or more")
     return arguments
 
 

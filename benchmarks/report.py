@@ -84,7 +84,7 @@ def slider_section(slider: dict) -> str:
 def throughput_section(result: dict) -> str:
     rows = [
         [
-            "reference F.linear " + "x".join(map(str, result["reference_shape"])),
+            "reference torch.mm " + "x".join(map(str, result["reference_shape"])),
             span(result["reference_gflops"], digits=1),
             "1.00",
         ],

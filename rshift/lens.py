@@ -68,14 +68,31 @@ class LensResult:
     resid_norm: np.ndarray
 
 
-def lens_logits(adapter: Adapter, hidden: torch.Tensor) -> torch.Tensor:
-    """Decode residual states ``(..., hidden)`` to float32 logits ``(..., vocab)``."""
+def lens_logits(
+    adapter: Adapter, hidden: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Decode residual states ``(..., hidden)`` to float32 logits ``(..., vocab)``.
+
+    Args:
+        out: optional ``(rows, vocab)`` float32 tensor on the unembedding's
+            device that receives the logits of 2-D ``hidden``, so repeated calls
+            reuse one buffer. It is used only when the unembedding is float32,
+            and the result is then ``out`` itself.
+    """
     normed = adapter.final_norm(hidden)
     weight = adapter.unembedding_weight
-    logits = F.linear(normed.to(weight.device, weight.dtype), weight, adapter.unembedding_bias)
-    logits = logits.float()
+    bias = adapter.unembedding_bias
+    normed = normed.to(weight.device, weight.dtype)
+    if out is not None and normed.dim() == 2 and weight.dtype == torch.float32:
+        # The kernels F.linear itself calls for 2-D input, so the numbers are the same.
+        if bias is None:
+            logits = torch.mm(normed, weight.t(), out=out)
+        else:
+            logits = torch.addmm(bias, normed, weight.t(), out=out)
+    else:
+        logits = F.linear(normed, weight, bias).float()
     if adapter.softcap:
-        # In place: ``logits`` is a fresh tensor, and a chunk-sized temporary per step is avoided.
+        # In place: ``logits`` is this call's own tensor, so no chunk-sized temporaries.
         logits.div_(adapter.softcap).tanh_().mul_(adapter.softcap)
     return logits
 
@@ -113,13 +130,26 @@ def compute_lens(
     flat = resid.reshape(layers * positions, hidden_size)
     current = ids.repeat(layers)
     following = next_ids.repeat(layers)
-    rows = chunk_rows(adapter.vocab_size, chunk_bytes)
+    rows = min(chunk_rows(adapter.vocab_size, chunk_bytes), flat.shape[0])
+    block = min(max(1, BLOCK_BYTES // (4 * adapter.vocab_size)), rows)
+    # Every chunk reuses these buffers. A fresh chunk-sized tensor costs a page
+    # fault per 4 KiB page on first touch, which added about 15% to the matmul
+    # time on the 2-core machine of benchmarks/RESULTS.md.
+    logits_out = torch.empty((rows, adapter.vocab_size), device=device)
+    scratch = torch.empty((2, block, adapter.vocab_size), device=device)
     parts = [
         _lens_chunk(
-            adapter, flat[i : i + rows], current[i : i + rows], following[i : i + rows], top_k
+            adapter,
+            flat[i : i + rows],
+            current[i : i + rows],
+            following[i : i + rows],
+            top_k,
+            logits_out,
+            scratch,
         )
         for i in range(0, flat.shape[0], rows)
     ]
+    del logits_out, scratch  # free them before the geometry pass allocates its own
     merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
     metrics = {name: _as_grid(merged[name], layers, positions) for name in LENS_METRICS}
@@ -136,11 +166,12 @@ def compute_lens(
     )
 
 
-def _lens_chunk(adapter, hidden, current, following, top_k) -> dict[str, torch.Tensor]:
-    logits = lens_logits(adapter, hidden)
-    rows, vocab = logits.shape
-    block = max(1, BLOCK_BYTES // (4 * vocab))
-    scratch = logits.new_empty((2, min(block, rows), vocab))
+def _lens_chunk(
+    adapter, hidden, current, following, top_k, logits_out, scratch
+) -> dict[str, torch.Tensor]:
+    logits = lens_logits(adapter, hidden, out=logits_out[: hidden.shape[0]])
+    rows = logits.shape[0]
+    block = scratch.shape[1]
     parts = [
         _reduce_block(
             logits[i : i + block],

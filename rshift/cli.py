@@ -156,7 +156,11 @@ def run_models(args) -> int:
 
     print(f"cache: {cache_root()}")
     for row in catalogue_status():
-        state = "cached" if row["cached"] else ("installed" if row["installed"] else "missing")
+        state = "missing"
+        if row["installed"]:
+            state = "installed"
+        if row["cached"]:
+            state = "cached"
         print(
             f"{row['name']:<14} {row['blocks']:>3} blocks  hidden {row['hidden_size']:<5} "
             f"GGUF {row['gguf_mb']:>4} MB  {state:<9}  {row['description']}"

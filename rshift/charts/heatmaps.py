@@ -90,7 +90,7 @@ def _difference(new: pd.Series, old: pd.Series, family: str) -> pd.Series:
     """Return ``new - old``; for ranks, the difference of log10(rank + 1).
 
     Ranks span 0 to the vocabulary size, so a raw difference is dominated by
-    tail tokens; on the log scale a step from rank 0 to 9 weighs as much as
+    tail tokens. On the log scale a step from rank 0 to 9 weighs as much as
     one from 99 to 999.
     """
     if family == "rank":
